@@ -1,0 +1,69 @@
+"""The pass interface and the driver that runs passes by level."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ortcore.ir import Model
+from ortcore.options import GraphOptimizationLevel
+
+__all__ = ["GraphPass", "OptimizeContext", "optimize", "builtin_passes"]
+
+log = logging.getLogger("ortcore.optimizer")
+
+
+@dataclass
+class OptimizeContext:
+    """What passes may use: the providers (to run kernels when folding) and frozen names.
+
+    ``frozen`` holds initializer names the caller may override at run time;
+    passes must not treat them as constants.
+    """
+
+    providers: list[Any]
+    frozen: set[str] = field(default_factory=set)
+    log: list[str] = field(default_factory=list)
+
+
+class GraphPass:
+    """A rewrite of ``model.graph``; ``run`` returns how many changes it made."""
+
+    name: ClassVar[str] = ""
+    level: ClassVar[GraphOptimizationLevel] = GraphOptimizationLevel.ORT_ENABLE_BASIC
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        raise NotImplementedError
+
+
+def builtin_passes() -> list[GraphPass]:
+    from ortcore.optimizer.basic import ConstantFolding, DeadNodeElimination, IdentityElimination
+
+    return [IdentityElimination(), ConstantFolding(), DeadNodeElimination()]
+
+
+def optimize(
+    model: Model,
+    level: GraphOptimizationLevel,
+    session: Any,
+    *,
+    frozen: set[str] | None = None,
+    passes: list[GraphPass] | None = None,
+) -> OptimizeContext:
+    """Apply every pass whose level is at most ``level``, in order, until nothing changes."""
+    ctx = OptimizeContext(list(getattr(session, "_providers", [])), set(frozen or ()))
+    if passes is None:
+        passes = builtin_passes() + list(session._pm.graph_passes() if session is not None else [])
+    selected = [p for p in passes if p.level <= level]
+    for _ in range(4):
+        changed = 0
+        for p in selected:
+            n = p.run(model, ctx)
+            if n:
+                ctx.log.append(f"{p.name}: {n} change(s)")
+                log.debug("pass %s made %d change(s)", p.name, n)
+            changed += n
+        if not changed:
+            break
+    return ctx

@@ -1,0 +1,293 @@
+"""Compile a partitioned graph into one flat, straight-line Python function.
+
+Each node becomes one line ``v7 = k3(v2, c1)`` calling a kernel instance that
+was created once, here. Values are function locals, so a run looks nothing up
+by name and concurrent runs share no state; each value is deleted right after
+its last use; device transfers are lines of their own. A kernel error is
+mapped back to its node through the line number of the failing frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import CodeType, TracebackType
+from typing import Any
+
+import numpy as np
+
+from ortcore.errors import InvalidGraph, OrtCoreError
+from ortcore.ir import Graph, Node, TensorType
+from ortcore.kernels import NodeContext
+from ortcore.partition import NodeAssignment, Partition, Transfer
+from ortcore.provider import ExecutionProvider
+
+__all__ = ["Plan", "Step", "compile_plan", "HOST"]
+
+HOST = "cpu"
+_plan_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the plan: a node's kernel call or a transfer between devices."""
+
+    kind: str  # "node" or "transfer"
+    provider: str
+    node: Node | None = None
+    transfer: Transfer | None = None
+
+    def describe(self) -> str:
+        if self.node is not None:
+            return f"{self.node.describe()} on {self.provider}"
+        assert self.transfer is not None
+        t = self.transfer
+        return f"transfer of {t.value!r} from {t.source} to {t.target}"
+
+
+class Plan:
+    """A compiled graph: ``plan.run(*args)`` returns the outputs as a tuple."""
+
+    def __init__(self, run: Callable[..., tuple], steps: dict[int, Step], source: str) -> None:
+        self.run = run
+        self.code: CodeType = run.__code__
+        self._steps = steps
+        self.source = source
+
+    @property
+    def steps(self) -> list[Step]:
+        return [self._steps[line] for line in sorted(self._steps)]
+
+    def failing_step(self, tb: TracebackType | None) -> Step | None:
+        """The step whose line raised, found by walking the traceback to this plan's frame."""
+        step = None
+        while tb is not None:
+            if tb.tb_frame.f_code is self.code:
+                step = self._steps.get(tb.tb_lineno)
+            tb = tb.tb_next
+        return step
+
+
+class _Emitter:
+    """Builds the source of the plan function and the objects it closes over."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.kernels: list[Any] = []
+        self.constants: list[Any] = []
+        self._const_ids: dict[tuple[int, str], str] = {}
+        self._counter = itertools.count()
+
+    def new_var(self) -> str:
+        return f"v{next(self._counter)}"
+
+    def kernel(self, fn: Any) -> str:
+        self.kernels.append(fn)
+        return f"k{len(self.kernels) - 1}"
+
+    def constant(self, array: Any, device: str, provider: ExecutionProvider | None) -> str:
+        key = (id(array), device)
+        if key not in self._const_ids:
+            value = provider.from_host(array) if provider is not None and device != HOST else array
+            self.constants.append(value)
+            self._const_ids[key] = f"c{len(self.constants) - 1}"
+        return self._const_ids[key]
+
+
+def compile_plan(
+    graph: Graph,
+    partition: Partition,
+    opset_imports: dict[str, int],
+    *,
+    arg_names: Sequence[str],
+    output_names: Sequence[str],
+    constants: dict[str, np.ndarray],
+    types: dict[str, TensorType | None],
+    compile_subgraph: Callable[..., Any] | None = None,
+) -> Plan:
+    """Compile ``partition`` (nodes in topological order) into a :class:`Plan`.
+
+    ``arg_names`` become the plan function's parameters (host arrays);
+    ``constants`` are values known now (initializers), copied to each device
+    that uses them once, here.
+    """
+    em = _Emitter()
+    steps: dict[int, Step] = {}
+    # where[value][device] = variable name holding it there
+    where: dict[str, dict[str, str]] = {}
+    producer_provider: dict[str, ExecutionProvider] = {}
+    arg_vars = []
+    for i, name in enumerate(arg_names):
+        var = f"a{i}"
+        arg_vars.append(var)
+        where[name] = {HOST: var}
+    body: list[tuple[str, Step | None, list[str], list[str]]] = []  # (code, step, uses, defs)
+
+    def fetch(name: str, provider: ExecutionProvider) -> str:
+        device = provider.device
+        held = where.get(name)
+        if held is None:
+            if name in constants:
+                return em.constant(constants[name], device, provider)
+            raise InvalidGraph(f"value {name!r} is used before it is produced")
+        if device in held:
+            return held[device]
+        source_device, source_var = next(iter(held.items()))
+        source = producer_provider.get(name)
+        var = em.new_var()
+        transfer = Transfer(name, source_device, device)
+        partition.transfers.append(transfer)
+        move = _transfer_fn(source, source_device, provider, device)
+        body.append((f"{var} = {em.kernel(move)}({source_var})", Step("transfer", provider.name, transfer=transfer), [source_var], [var]))
+        held[device] = var
+        return var
+
+    for assignment in partition.assignments:
+        node = assignment.node
+        provider = assignment.provider
+        arg_list = [fetch(name, provider) if name else "None" for name in node.inputs]
+        while arg_list and arg_list[-1] == "None":
+            arg_list.pop()
+        fn = _instantiate(assignment, constants, types, compile_subgraph)
+        k = em.kernel(fn)
+        out_vars = []
+        for name in node.outputs:
+            if not name:
+                out_vars.append(None)
+                continue
+            var = em.new_var()
+            out_vars.append(var)
+            where[name] = {provider.device: var}
+            producer_provider[name] = provider
+        call = f"{k}({', '.join(arg_list)})"
+        if assignment.kernel.multi_output:
+            picks = "; ".join(f"{v} = _r[{i}]" for i, v in enumerate(out_vars) if v)
+            code = f"_r = {call}; {picks}" if picks else call
+        else:
+            named = [v for v in out_vars if v]
+            if len(named) > 1 or (named and out_vars[0] is None):
+                raise InvalidGraph(
+                    f"{node.describe()} has {len(node.outputs)} outputs but its kernel "
+                    f"{assignment.kernel.name} produces one"
+                )
+            code = f"{named[0]} = {call}" if named else call
+        uses = [a for a in arg_list if a != "None" and not a.startswith("c")]
+        body.append((code, Step("node", provider.name, node=node), uses, [v for v in out_vars if v]))
+
+    # Outputs must be host arrays; constants are copied so callers cannot alter them.
+    result_vars = []
+    for name in output_names:
+        held = where.get(name)
+        if held is None:
+            if name not in constants:
+                raise InvalidGraph(f"graph output {name!r} is not produced by any node")
+            result_vars.append(f"{em.kernel(np.copy)}({em.constant(constants[name], HOST, None)})")
+            continue
+        if HOST in held:
+            result_vars.append(held[HOST])
+            continue
+        source_device, source_var = next(iter(held.items()))
+        var = em.new_var()
+        transfer = Transfer(name, source_device, HOST)
+        partition.transfers.append(transfer)
+        move = _transfer_fn(producer_provider.get(name), source_device, None, HOST)
+        body.append((f"{var} = {em.kernel(move)}({source_var})", Step("transfer", HOST, transfer=transfer), [source_var], [var]))
+        result_vars.append(var)
+
+    return _assemble(em, body, arg_vars, result_vars, steps)
+
+
+def _assemble(
+    em: _Emitter,
+    body: list[tuple[str, Step | None, list[str], list[str]]],
+    arg_vars: list[str],
+    result_vars: list[str],
+    steps: dict[int, Step],
+) -> Plan:
+    keep = set(result_vars)
+    last_use: dict[str, int] = {}
+    for i, (_, _, uses, defs) in enumerate(body):
+        for v in defs:
+            last_use.setdefault(v, i)  # a value nobody reads dies where it is made
+        for v in uses:
+            last_use[v] = i
+    for v in arg_vars:
+        last_use.setdefault(v, -1)
+    dies_at: dict[int, list[str]] = {}
+    for v, i in last_use.items():
+        if v not in keep:
+            dies_at.setdefault(i, []).append(v)
+
+    name = f"_ortcore_plan_{next(_plan_ids)}"
+    src = ["def _make(_K, _C):"]
+    if em.kernels:
+        src.append(f"    {', '.join(f'k{i}' for i in range(len(em.kernels)))}, = _K")
+    if em.constants:
+        src.append(f"    {', '.join(f'c{i}' for i in range(len(em.constants)))}, = _C")
+    src.append(f"    def {name}({', '.join(arg_vars)}):")
+    if -1 in dies_at:
+        src.append(f"        del {', '.join(sorted(dies_at[-1]))}")
+    for i, (code, step, _, _) in enumerate(body):
+        line = code
+        if i in dies_at:
+            line += f"; del {', '.join(sorted(set(dies_at[i])))}"
+        src.append(f"        {line}")
+        if step is not None:
+            steps[len(src)] = step
+    src.append(f"        return ({''.join(v + ', ' for v in result_vars)})")
+    src.append(f"    return {name}")
+    source = "\n".join(src) + "\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - generated from the graph
+    run = namespace["_make"](tuple(em.kernels), tuple(em.constants))
+    return Plan(run, steps, source)
+
+
+def _transfer_fn(
+    source: ExecutionProvider | None,
+    source_device: str,
+    target: ExecutionProvider | None,
+    target_device: str,
+) -> Callable[[Any], Any]:
+    to_host = source.to_host if source is not None and source_device != HOST else None
+    from_host = target.from_host if target is not None and target_device != HOST else None
+    if to_host and from_host:
+        return lambda x: from_host(to_host(x))
+    return to_host or from_host or (lambda x: x)
+
+
+def _instantiate(
+    assignment: NodeAssignment,
+    constants: dict[str, np.ndarray],
+    types: dict[str, TensorType | None],
+    compile_subgraph: Callable[..., Any] | None,
+) -> Callable[..., Any]:
+    node, provider, kdef = assignment.node, assignment.provider, assignment.kernel
+    unknown = kdef.unknown_attributes(node.attrs)
+    if unknown:
+        from ortcore.errors import NotImplemented
+
+        raise NotImplemented(
+            f"{node.describe()}: attribute(s) {', '.join(map(repr, unknown))} not supported by "
+            f"{provider.name} kernel {kdef.name} (opset {assignment.opset})"
+        )
+    ctx = NodeContext(
+        node=node,
+        opset=assignment.opset,
+        input_types=[types.get(n) if n else None for n in node.inputs],
+        output_types=[types.get(n) if n else None for n in node.outputs],
+        n_outputs=len(node.outputs),
+        xp=provider.xp,
+        provider=provider,
+        constants={i: constants[n] for i, n in enumerate(node.inputs) if n and n in constants},
+        compile_subgraph=compile_subgraph,
+    )
+    try:
+        return provider.create_kernel(kdef, ctx, dict(node.attrs))
+    except OrtCoreError:
+        raise
+    except Exception as exc:
+        raise InvalidGraph(
+            f"{node.describe()}: creating the {provider.name} kernel failed: {type(exc).__name__}: {exc}"
+        ) from exc

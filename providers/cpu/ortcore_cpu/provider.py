@@ -1,0 +1,33 @@
+"""CPUExecutionProvider: runs kernels on numpy arrays in host memory."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ortcore.kernels import KernelRegistry
+from ortcore.provider import ExecutionProvider
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded_registry() -> KernelRegistry:
+    from ortcore_cpu import ops
+    from ortcore_cpu.registry import registry
+
+    ops.load_all()
+    return registry
+
+
+class CPUExecutionProvider(ExecutionProvider):
+    """numpy kernels; the fallback for nodes no preferred provider claims."""
+
+    name = "CPUExecutionProvider"
+    fallback = True
+    xp = np
+
+    def kernel_registry(self) -> KernelRegistry:
+        return _loaded_registry()
+
+    def describe(self) -> str:
+        return f"cpu (numpy {np.__version__})"
