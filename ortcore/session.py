@@ -75,8 +75,11 @@ class _InputSpec:
     dtype: np.dtype | None
     shape: tuple[int | str | None, ...] | None
     type_str: str
+    kind: str = "tensor"
 
-    def check(self, value: Any) -> np.ndarray:
+    def check(self, value: Any) -> Any:
+        if self.kind != "tensor":
+            return value  # sequences (lists) and optionals are passed through as given
         if type(value) is not np.ndarray:
             value = _as_array(self, value)
         if self.dtype is not None and value.dtype != self.dtype:
@@ -201,6 +204,7 @@ class InferenceSession:
             self._specs[name] = _InputSpec(
                 name, position, t.dtype if t is not None and t.kind == "tensor" else None,
                 t.shape if t is not None and t.kind == "tensor" else None, _type_str(t),
+                t.kind if t is not None else "tensor",
             )
         self._n_required = len(self._inputs)
         self._defaults = [graph.initializers[a.name] for a in self._overridable]

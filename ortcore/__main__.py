@@ -1,0 +1,5 @@
+import sys
+
+from ortcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Every ONNX backend node case of the installed onnx, run on the CPU provider.
+
+Expected outputs come from the onnx package (computed by its own reference
+code), so they are independent of ortcore. A case whose ops the CPU provider
+does not claim is skipped with the reason, which keeps the report honest: a
+skip is "unsupported", never "passed".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import ortcore
+from ortcore.testing import RANDOM_CASES, compare_outputs, node_cases
+
+CASES = node_cases()
+
+
+def _session(case):
+    opts = ortcore.SessionOptions()
+    opts.disable_fallback = True
+    try:
+        return ortcore.InferenceSession(case.model, opts, providers=["CPUExecutionProvider"])
+    except ortcore.NotImplemented as exc:
+        pytest.skip(f"unsupported by CPUExecutionProvider: {str(exc).splitlines()[-1].strip()}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_node_case(case):
+    sess = _session(case)
+    model = onnx.load_model_from_string(case.model)
+    inits = {t.name for t in model.graph.initializer}
+    input_names = [i.name for i in model.graph.input if i.name not in inits]
+    output_names = [o.name for o in model.graph.output]
+    for inputs, expected in case.data_sets:
+        feeds = dict(zip(input_names, inputs))
+        actual = sess.run(None, feeds)
+        assert len(actual) == len(expected) == len(output_names)
+        for name, e, a in zip(output_names, expected, actual):
+            if case.name.startswith(RANDOM_CASES):
+                assert a.dtype == np.asarray(e).dtype and a.shape == np.asarray(e).shape
+                continue
+            compare_outputs(e, a, rtol=1e-3, atol=max(case.atol, 1e-5), name=f"{case.name}:{name}")
