@@ -208,3 +208,14 @@ def _copy(model: Any) -> Any:
     copy = type(model)()
     copy.CopyFrom(model)
     return copy
+
+
+def make_model(nodes, inputs, outputs, initializers=(), *, opset=17, ir_version=8, domains=()):
+    """A ModelProto from onnx.helper pieces, with opset ``opset`` and custom domains at version 1."""
+    from onnx import helper
+
+    graph = helper.make_graph(list(nodes), "test", list(inputs), list(outputs), initializer=list(initializers))
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = ir_version
+    return model
