@@ -43,6 +43,7 @@ class SessionOptions:
         self.log_verbosity_level = 0
         self.logid = ""
         self.enable_profiling = False
+        self.profile_file_prefix = "ortcore_profile"
         self.enable_mem_pattern = True
         self.enable_cpu_mem_arena = True
         self.use_deterministic_compute = False

@@ -10,6 +10,7 @@ mapped back to its node through the line number of the failing frame.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import CodeType, TracebackType
@@ -23,7 +24,7 @@ from ortcore.kernels import NodeContext
 from ortcore.partition import NodeAssignment, Partition, Transfer
 from ortcore.provider import ExecutionProvider
 
-__all__ = ["Plan", "Step", "compile_plan", "HOST"]
+__all__ = ["Plan", "Step", "Profiler", "compile_plan", "HOST"]
 
 HOST = "cpu"
 _plan_ids = itertools.count()
@@ -69,6 +70,48 @@ class Plan:
         return step
 
 
+class Profiler:
+    """Collects one event per kernel call (enable_profiling); writes a Chrome trace."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, float, float]] = []
+        self._origin = time.perf_counter()
+
+    def wrap(self, fn: Callable[..., Any], node: Node, provider: str) -> Callable[..., Any]:
+        name = node.name or (node.outputs[0] if node.outputs else node.op_type)
+        op, events, clock = node.op_type, self.events, time.perf_counter
+
+        def timed(*args: Any) -> Any:
+            t0 = clock()
+            result = fn(*args)
+            events.append((name, op, provider, t0, clock() - t0))
+            return result
+
+        return timed
+
+    def summary(self) -> list[tuple[str, int, float]]:
+        """(op type, calls, total ms) sorted by total time."""
+        totals: dict[str, list[float]] = {}
+        for _, op, _, _, dt in self.events:
+            entry = totals.setdefault(op, [0, 0.0])
+            entry[0] += 1
+            entry[1] += dt * 1e3
+        return sorted(((op, int(n), ms) for op, (n, ms) in totals.items()), key=lambda r: -r[2])
+
+    def write(self, path: str) -> str:
+        import json
+
+        trace = [
+            {"name": name, "cat": "Node", "ph": "X", "pid": 0, "tid": 0,
+             "ts": (t0 - self._origin) * 1e6, "dur": dt * 1e6,
+             "args": {"op_name": op, "provider": provider}}
+            for name, op, provider, t0, dt in self.events
+        ]
+        with open(path, "w") as f:
+            json.dump(trace, f)
+        return path
+
+
 class _Emitter:
     """Builds the source of the plan function and the objects it closes over."""
 
@@ -105,8 +148,11 @@ def compile_plan(
     constants: dict[str, np.ndarray],
     types: dict[str, TensorType | None],
     compile_subgraph: Callable[..., Any] | None = None,
+    profiler: Profiler | None = None,
 ) -> Plan:
     """Compile ``partition`` (nodes in topological order) into a :class:`Plan`.
+
+    With a ``profiler``, each kernel call is timed (the plan is otherwise the same).
 
     ``arg_names`` become the plan function's parameters (host arrays);
     ``constants`` are values known now (initializers), copied to each device
@@ -150,6 +196,8 @@ def compile_plan(
         while arg_list and arg_list[-1] == "None":
             arg_list.pop()
         fn = _instantiate(assignment, constants, types, compile_subgraph)
+        if profiler is not None:
+            fn = profiler.wrap(fn, node, provider.name)
         k = em.kernel(fn)
         out_vars = []
         for name in node.outputs:

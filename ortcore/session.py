@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from ortcore.graph_utils import validate_graph
 from ortcore.ir import Graph, Model, TensorType, load_model
 from ortcore.options import GraphOptimizationLevel, RunOptions, SessionOptions
 from ortcore.partition import Partition, partition_graph
-from ortcore.plan import Plan, compile_plan
+from ortcore.plan import Plan, Profiler, compile_plan
 from ortcore.plugin import PluginManager, get_plugin_manager
 from ortcore.provider import ExecutionProvider
 
@@ -188,6 +189,7 @@ class InferenceSession:
         # Feeds: required inputs first, then overridable initializers (defaults below).
         arg_names = [a.name for a in self._inputs] + [a.name for a in self._overridable]
         constants = {k: v for k, v in graph.initializers.items() if k not in frozen}
+        self._profiler = Profiler() if self._sess_options.enable_profiling else None
         self._plan = compile_plan(
             graph,
             self._partition,
@@ -197,6 +199,7 @@ class InferenceSession:
             constants=constants,
             types=types,
             compile_subgraph=self._compile_subgraph,
+            profiler=self._profiler,
         )
         self._specs = {}
         for position, name in enumerate(arg_names):
@@ -261,6 +264,7 @@ class InferenceSession:
             constants=dict(graph.initializers),
             types=types,
             compile_subgraph=self._compile_subgraph,
+            profiler=self._profiler,
         )
 
     # -- the onnxruntime API -------------------------------------------------------
@@ -297,6 +301,20 @@ class InferenceSession:
     def get_partition(self) -> Partition:
         """Which provider runs each node, who declined it and why, and the transfers."""
         return self._partition
+
+    def end_profiling(self) -> str:
+        """Write the profile as a Chrome trace JSON file and return its path ("" if off)."""
+        if self._profiler is None:
+            return ""
+        prefix = self._sess_options.profile_file_prefix or "ortcore_profile"
+        path = f"{prefix}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+        self._profiler.write(path)
+        self._profiler.events.clear()
+        return path
+
+    @property
+    def profiler(self) -> Profiler | None:
+        return self._profiler
 
     @property
     def plan(self) -> Plan:
