@@ -294,7 +294,8 @@ class InferenceSession:
             domain=m.domain,
             description=m.doc_string,
             graph_description=m.graph_description,
-            version=m.model_version,
+            # onnxruntime reports an unset model_version as INT64_MAX
+            version=m.model_version if m.model_version is not None else 2**63 - 1,
             custom_metadata_map=dict(m.metadata_props),
         )
 
@@ -330,7 +331,8 @@ class InferenceSession:
             raise Fail("run() was asked to terminate by RunOptions.terminate")
         args = self._feeds_to_args(input_feed)
         try:
-            results = self._plan.run(*args)
+            with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the answer, not news
+                results = self._plan.run(*args)
         except Exception as exc:
             raise self._run_error(exc) from exc
         if output_names is None:

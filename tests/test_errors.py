@@ -118,7 +118,7 @@ def test_kernel_error_names_node_op_and_provider_and_chains_cause():
     model = make_model(
         [helper.make_node("Reshape", ["x", "shape"], ["y"], name="bad_reshape")],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
-         helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
+         helper.make_tensor_value_info("shape", TensorProto.INT64, ["rank"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     sess = ortcore.InferenceSession(model.SerializeToString())

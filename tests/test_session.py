@@ -55,13 +55,14 @@ def test_load_from_path_bytes_and_modelproto(tmp_path, demo_bytes):
 
 def test_external_data_tensors(tmp_path):
     model = build_demo_model()
+    reference_bytes = model.SerializeToString()
     path = tmp_path / "ext.onnx"
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="weights.bin", size_threshold=0)
     assert (tmp_path / "weights.bin").exists()
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     ours = ortcore.InferenceSession(str(path)).run(None, {"image": x})[0]
-    theirs = _ort(model.SerializeToString()).run(None, {"image": x})[0]
+    theirs = _ort(reference_bytes).run(None, {"image": x})[0]
     np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5)
 
 

@@ -144,7 +144,7 @@ class Model:
     producer_name: str = ""
     producer_version: str = ""
     domain: str = ""
-    model_version: int = 0
+    model_version: int | None = None
     doc_string: str = ""
     metadata_props: dict[str, str] = field(default_factory=dict)
     graph_description: str = ""

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.inliner
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, helper, numpy_helper
 
@@ -58,7 +59,7 @@ def read_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, str | None]:
         base_dir = str(path.resolve().parent)
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, base_dir)
-        except (FileNotFoundError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - onnx raises OSError or its ValidationError
             raise NoSuchFile(
                 f"model file {str(path)!r} refers to external data that cannot be read: {exc}"
             ) from exc
@@ -215,7 +216,7 @@ def model_from_proto(proto: onnx.ModelProto) -> Model:
         producer_name=proto.producer_name,
         producer_version=proto.producer_version,
         domain=proto.domain,
-        model_version=proto.model_version,
+        model_version=proto.model_version if proto.HasField("model_version") else None,
         doc_string=proto.doc_string,
         metadata_props={p.key: p.value for p in proto.metadata_props},
         graph_description=proto.graph.doc_string,
@@ -296,9 +297,10 @@ def model_to_proto(model: Model) -> onnx.ModelProto:
         producer_name=model.producer_name or "ortcore",
         producer_version=model.producer_version,
         domain=model.domain,
-        model_version=model.model_version,
         doc_string=model.doc_string,
     )
+    if model.model_version is not None:
+        proto.model_version = model.model_version
     for key, value in model.metadata_props.items():
         proto.metadata_props.add(key=key, value=value)
     return proto
