@@ -216,8 +216,12 @@ class NodeContext:
 
     ``constants`` maps input positions to arrays known before any run (graph
     initializers, Constant outputs), so factories can pre-pack weights.
-    ``compile_subgraph`` turns a graph attribute into a callable plan (used by
-    control-flow kernels).
+
+    Control-flow kernels: a node with graph attributes receives, after its
+    declared inputs, the values its subgraphs read from outer scopes, named in
+    ``implicit_inputs``. ``compile_subgraph(graph)`` compiles a graph attribute
+    into a :class:`ortcore.plan.Plan` whose ``run(*graph_inputs, *implicit)``
+    returns the graph's outputs as a tuple, on this kernel's device.
     """
 
     node: Any
@@ -229,6 +233,7 @@ class NodeContext:
     provider: Any
     constants: dict[int, Any] = field(default_factory=dict)
     compile_subgraph: Callable[..., Any] | None = None
+    implicit_inputs: list[str] = field(default_factory=list)
 
     @property
     def input_dtypes(self) -> list[np.dtype | None]:

@@ -9,7 +9,9 @@ mapped back to its node through the line number of the failing frame.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ortcore.errors import InvalidGraph, OrtCoreError
+from ortcore.graph_utils import outer_scope_names
 from ortcore.ir import Graph, Node, TensorType
 from ortcore.kernels import NodeContext
 from ortcore.partition import NodeAssignment, Partition, Transfer
@@ -55,6 +58,7 @@ class Plan:
         self.code: CodeType = run.__code__
         self._steps = steps
         self.source = source
+        self.partition: Partition | None = None
 
     @property
     def steps(self) -> list[Step]:
@@ -149,10 +153,13 @@ def compile_plan(
     types: dict[str, TensorType | None],
     compile_subgraph: Callable[..., Any] | None = None,
     profiler: Profiler | None = None,
+    home: ExecutionProvider | None = None,
 ) -> Plan:
     """Compile ``partition`` (nodes in topological order) into a :class:`Plan`.
 
     With a ``profiler``, each kernel call is timed (the plan is otherwise the same).
+    ``home`` is the provider whose device holds the arguments and receives the
+    outputs (a control-flow node's provider, for its bodies); host by default.
 
     ``arg_names`` become the plan function's parameters (host arrays);
     ``constants`` are values known now (initializers), copied to each device
@@ -163,11 +170,14 @@ def compile_plan(
     # where[value][device] = variable name holding it there
     where: dict[str, dict[str, str]] = {}
     producer_provider: dict[str, ExecutionProvider] = {}
+    home_device = home.device if home is not None else HOST
     arg_vars = []
     for i, name in enumerate(arg_names):
         var = f"a{i}"
         arg_vars.append(var)
-        where[name] = {HOST: var}
+        where[name] = {home_device: var}
+        if home is not None:
+            producer_provider[name] = home
     body: list[tuple[str, Step | None, list[str], list[str]]] = []  # (code, step, uses, defs)
 
     def fetch(name: str, provider: ExecutionProvider) -> str:
@@ -193,9 +203,13 @@ def compile_plan(
         node = assignment.node
         provider = assignment.provider
         arg_list = [fetch(name, provider) if name else "None" for name in node.inputs]
-        while arg_list and arg_list[-1] == "None":
-            arg_list.pop()
-        fn = _instantiate(assignment, constants, types, compile_subgraph)
+        implicit = implicit_inputs(node)
+        if implicit:  # outer-scope values of its subgraphs follow the declared inputs
+            arg_list += [fetch(name, provider) for name in implicit]
+        else:
+            while arg_list and arg_list[-1] == "None":
+                arg_list.pop()
+        fn = _instantiate(assignment, constants, types, compile_subgraph, implicit)
         if profiler is not None:
             fn = profiler.wrap(fn, node, provider.name)
         k = em.kernel(fn)
@@ -223,7 +237,8 @@ def compile_plan(
         uses = [a for a in arg_list if a != "None" and not a.startswith("c")]
         body.append((code, Step("node", provider.name, node=node), uses, [v for v in out_vars if v]))
 
-    # Outputs must be host arrays; constants are copied so callers cannot alter them.
+    # Outputs go to the home device (host for a session); constants are copied so
+    # callers cannot alter them, and so are arguments returned as they came.
     result_vars = []
     for name in output_names:
         held = where.get(name)
@@ -232,18 +247,31 @@ def compile_plan(
                 raise InvalidGraph(f"graph output {name!r} is not produced by any node")
             result_vars.append(f"{em.kernel(np.copy)}({em.constant(constants[name], HOST, None)})")
             continue
-        if HOST in held:
-            result_vars.append(held[HOST])
+        if home_device in held:
+            var = held[home_device]
+            result_vars.append(f"{em.kernel(_copy)}({var})" if var in arg_vars and home is None else var)
             continue
         source_device, source_var = next(iter(held.items()))
         var = em.new_var()
-        transfer = Transfer(name, source_device, HOST)
+        transfer = Transfer(name, source_device, home_device)
         partition.transfers.append(transfer)
-        move = _transfer_fn(producer_provider.get(name), source_device, None, HOST)
-        body.append((f"{var} = {em.kernel(move)}({source_var})", Step("transfer", HOST, transfer=transfer), [source_var], [var]))
+        move = _transfer_fn(producer_provider.get(name), source_device, home, home_device)
+        body.append((f"{var} = {em.kernel(move)}({source_var})", Step("transfer", home.name if home else HOST, transfer=transfer), [source_var], [var]))
         result_vars.append(var)
 
     return _assemble(em, body, arg_vars, result_vars, steps)
+
+
+def _copy(x: Any) -> Any:
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+def implicit_inputs(node: Node) -> list[str]:
+    """Outer-scope names a node's subgraphs read, in a stable order."""
+    names: set[str] = set()
+    for sub in node.subgraphs():
+        names |= outer_scope_names(sub)
+    return sorted(names)
 
 
 def _assemble(
@@ -253,7 +281,7 @@ def _assemble(
     result_vars: list[str],
     steps: dict[int, Step],
 ) -> Plan:
-    keep = set(result_vars)
+    keep = {v for r in result_vars for v in re.findall(r"\b[av]\d+\b", r)}
     last_use: dict[str, int] = {}
     for i, (_, _, uses, defs) in enumerate(body):
         for v in defs:
@@ -310,6 +338,7 @@ def _instantiate(
     constants: dict[str, np.ndarray],
     types: dict[str, TensorType | None],
     compile_subgraph: Callable[..., Any] | None,
+    implicit: list[str],
 ) -> Callable[..., Any]:
     node, provider, kdef = assignment.node, assignment.provider, assignment.kernel
     unknown = kdef.unknown_attributes(node.attrs)
@@ -329,7 +358,10 @@ def _instantiate(
         xp=provider.xp,
         provider=provider,
         constants={i: constants[n] for i, n in enumerate(node.inputs) if n and n in constants},
-        compile_subgraph=compile_subgraph,
+        compile_subgraph=(
+            functools.partial(compile_subgraph, implicit=implicit, home=provider) if compile_subgraph else None
+        ),
+        implicit_inputs=implicit,
     )
     try:
         return provider.create_kernel(kdef, ctx, dict(node.attrs))

@@ -184,7 +184,7 @@ class InferenceSession:
             onnx.save(model_to_proto(model), self._sess_options.optimized_model_filepath)
 
         graph = model.graph
-        types = graph.types()
+        types = self._types = graph.types()
         self._partition = partition_graph(graph, model.opset_imports, self._providers, types)
         # Feeds: required inputs first, then overridable initializers (defaults below).
         arg_names = [a.name for a in self._inputs] + [a.name for a in self._overridable]
@@ -251,21 +251,30 @@ class InferenceSession:
                 raise EPFail(f"execution provider {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         return result
 
-    def _compile_subgraph(self, graph: Graph, arg_names: Sequence[str], opset_imports: Mapping[str, int] | None = None) -> Plan:
-        """Compile a control-flow body with this session's providers; outer values are extra args."""
-        opsets = dict(opset_imports or self._model.opset_imports)
+    def _compile_subgraph(
+        self, graph: Graph, *, implicit: Sequence[str] = (), home: ExecutionProvider | None = None
+    ) -> Plan:
+        """Compile a control-flow body with this session's providers.
+
+        Its arguments are the graph's inputs followed by the outer-scope values
+        ``implicit``; they live on, and the outputs return to, ``home``'s device.
+        """
+        arg_names = [v.name for v in graph.inputs] + list(implicit)
         validate_graph(graph, arg_names)
-        types = graph.types()
-        part = partition_graph(graph, opsets, self._providers, types)
-        return compile_plan(
-            graph, part, opsets,
-            arg_names=list(arg_names),
+        types = {**self._types, **graph.types()}
+        part = partition_graph(graph, self._model.opset_imports, self._providers, types)
+        plan = compile_plan(
+            graph, part, self._model.opset_imports,
+            arg_names=arg_names,
             output_names=[o.name for o in graph.outputs],
             constants=dict(graph.initializers),
             types=types,
             compile_subgraph=self._compile_subgraph,
             profiler=self._profiler,
+            home=home,
         )
+        plan.partition = part
+        return plan
 
     # -- the onnxruntime API -------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
