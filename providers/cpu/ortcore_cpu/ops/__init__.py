@@ -16,6 +16,17 @@ OP_MODULES = (
     "nn.conv",
     "nn.pool",
     "nn.norm",
+    "nn.attention",
+    "nn.image",
+    "control_flow",
+    "sequence",
+    "loss",
+    "training",
+    "rnn",
+    "quantize",
+    "random",
+    "signal",
+    "string",
 )
 
 
