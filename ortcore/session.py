@@ -124,6 +124,9 @@ def _shape_str(shape: Sequence[int | str | None]) -> str:
 
 ProviderSpec = str | tuple[str, Mapping[str, Any]]
 
+# Marks a feed not given; None itself is a valid feed (an empty optional).
+_MISSING = object()
+
 
 class InferenceSession:
     """Run an ONNX model with the onnxruntime Python API.
@@ -362,7 +365,7 @@ class InferenceSession:
     def _feeds_to_args(self, feed: Mapping[str, Any]) -> list[Any]:
         if not isinstance(feed, Mapping):
             raise InvalidArgument(f"input_feed must be a dict of name -> array, got {type(feed).__name__}")
-        args: list[Any] = [None] * self._n_required + self._defaults
+        args: list[Any] = [_MISSING] * self._n_required + self._defaults
         specs = self._specs
         for name, value in feed.items():
             spec = specs.get(name)
@@ -372,7 +375,7 @@ class InferenceSession:
                     f"the model's inputs are {[a.name for a in self._inputs]}"
                 )
             args[spec.position] = spec.check(value)
-        if len(feed) < self._n_required or any(a is None for a in args[: self._n_required]):
+        if len(feed) < self._n_required or any(a is _MISSING for a in args[: self._n_required]):
             missing = [a.name for a in self._inputs if a.name not in feed]
             raise InvalidArgument(
                 f"missing required input(s) {missing}; expected "

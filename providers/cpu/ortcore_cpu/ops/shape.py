@@ -332,10 +332,11 @@ def range_(xp, start, limit, delta, /, *, stash_type=1):
 def _range(xp, start, limit, delta):
     dtype = start.dtype
     if dtype.kind in "iu":
-        s, l, d = int(start), int(limit), int(delta)
+        # .item(): some exporters feed 1-element tensors where the spec says scalar
+        s, l, d = int(start.item()), int(limit.item()), int(delta.item())
         n = max(-((s - l) // d), 0)
         return (xp.arange(n, dtype=xp.int64) * d + s).astype(dtype)
-    s, l, d = float(start), float(limit), float(delta)
+    s, l, d = float(start.item()), float(limit.item()), float(delta.item())
     n = max(math.ceil((l - s) / d), 0)
     return (xp.arange(n, dtype=xp.float64) * d + s).astype(dtype)
 
