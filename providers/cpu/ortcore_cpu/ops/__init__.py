@@ -27,6 +27,7 @@ OP_MODULES = (
     "random",
     "signal",
     "string",
+    "misc",
 )
 
 
