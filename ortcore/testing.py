@@ -219,3 +219,21 @@ def make_model(nodes, inputs, outputs, initializers=(), *, opset=17, ir_version=
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = ir_version
     return model
+
+
+def load_expected_failures(path: str | os.PathLike) -> dict[str, str]:
+    """Read an expected-failures file: one ``case_name: reason`` per line, ``#`` comments.
+
+    Every entry must give a reason; an entry without one is an error, so an
+    exclusion can never be silent.
+    """
+    entries: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
+        if not line:
+            continue
+        name, sep, reason = line.partition(":")
+        if not sep or not reason.strip():
+            raise ValueError(f"{path}:{number}: expected failure {name.strip()!r} has no reason")
+        entries[name.strip()] = reason.strip()
+    return entries
