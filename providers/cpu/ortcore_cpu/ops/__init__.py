@@ -28,6 +28,10 @@ OP_MODULES = (
     "signal",
     "string",
     "misc",
+    "contrib.fused",
+    "contrib.normalization",
+    "contrib.attention",
+    "contrib.quantized",
 )
 
 

@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ortcore.errors import InvalidArgument
 
-__all__ = ["Window", "window", "pad_input", "taps", "patches"]
+__all__ = ["Window", "pad_input", "patches", "taps", "window"]
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,7 @@ def taps(xp: np.ndarray, win: Window, axis: int = 2) -> Iterator[tuple[tuple[int
     lead = (slice(None),) * axis
     for tap in itertools.product(*(range(k) for k in win.kernel)):
         index = tuple(
-            slice(t * d, t * d + (o - 1) * s + 1, s)
-            for t, d, o, s in zip(tap, win.dilations, win.out, win.strides)
+            slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, win.dilations, win.out, win.strides)
         )
         yield tap, xp[lead + index]
 

@@ -1,0 +1,163 @@
+"""Matrix products: MatMul, Gemm, MatMulInteger, Einsum, Det.
+
+Floats narrower than float32 (float16, bfloat16) are multiplied in float32 BLAS
+and cast back; integer products of 8-bit tensors go through float64 BLAS, which
+is exact for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from ortcore.errors import InvalidArgument
+from ortcore_cpu.registry import kernel
+
+_FLOATS = (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)
+_MATMUL_TYPES = (*_FLOATS, np.int32, np.int64, np.uint32, np.uint64)
+_EINSUM_TYPES = (*_MATMUL_TYPES, np.int8, np.int16, np.uint8, np.uint16)
+
+
+def _blas_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a product of this dtype is computed in."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize >= 4:
+        return dtype
+    if dtype.kind == "f" or dtype.name == "bfloat16":
+        return np.dtype(np.float32)
+    return dtype
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dtype = _blas_dtype(a.dtype)
+    if dtype == a.dtype:
+        return np.asarray(np.matmul(a, b))
+    return np.asarray(np.matmul(a.astype(dtype), b.astype(dtype))).astype(a.dtype)
+
+
+@kernel("MatMul", since=1, dtypes=_MATMUL_TYPES)
+@kernel("MatMul", since=9, dtypes=_MATMUL_TYPES)
+@kernel("MatMul", since=13, dtypes=_MATMUL_TYPES)
+def matmul(a: np.ndarray, b: np.ndarray, /) -> np.ndarray:
+    """MatMul: numpy.matmul semantics (1-D operands promoted, batch dims broadcast)."""
+    return _matmul(a, b)
+
+
+def _gemm_operand(m: np.ndarray, trans: int, dtype: np.dtype) -> np.ndarray:
+    m = np.asarray(m, dtype=dtype)
+    return m.T if trans else m
+
+
+def _scaled(m: np.ndarray, factor: float) -> np.ndarray:
+    """m * factor in m's dtype (integer Gemm rounds toward zero like a C cast)."""
+    if factor == 1:
+        return m
+    if m.dtype.kind == "f":
+        return m * m.dtype.type(factor)
+    return (m * factor).astype(m.dtype)
+
+
+def _make_gemm(ctx: Any, alpha: float, beta: float, trans_a: int, trans_b: int) -> Callable[..., np.ndarray]:
+    """Gemm factory: a constant B is transposed, scaled by alpha and made contiguous once."""
+    in_dtype = ctx.input_dtypes[0] if ctx.input_dtypes and ctx.input_dtypes[0] is not None else None
+    b_const, c_const = ctx.constants.get(1), ctx.constants.get(2)
+    dtype = _blas_dtype(in_dtype) if in_dtype is not None else None
+    packed_b = packed_c = None
+    if b_const is not None and dtype is not None and dtype.kind == "f":
+        packed_b = np.ascontiguousarray(_gemm_operand(b_const, trans_b, dtype) * dtype.type(alpha))
+    if c_const is not None and beta != 0 and dtype is not None and dtype.kind == "f":
+        packed_c = np.asarray(c_const, dtype=dtype) * dtype.type(beta)
+
+    def run(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        cdt = _blas_dtype(a.dtype)
+        aa = _gemm_operand(a, trans_a, cdt)
+        if packed_b is not None and packed_b.dtype == cdt:
+            y = np.matmul(aa, packed_b)
+        else:
+            y = _scaled(np.matmul(aa, _gemm_operand(b, trans_b, cdt)), alpha)
+        if packed_c is not None and packed_c.dtype == cdt:
+            y += packed_c
+        elif c is not None and beta != 0:
+            y += _scaled(np.asarray(c, dtype=cdt), beta)
+        return y.astype(a.dtype, copy=False)
+
+    return run
+
+
+@kernel("Gemm", since=1, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("Gemm", since=6, dtypes=_MATMUL_TYPES, factory=True)
+def make_gemm_1(
+    ctx: Any, *, alpha: float = 1.0, beta: float = 1.0, broadcast: int = 0, transA: int = 0, transB: int = 0
+) -> Callable[..., np.ndarray]:
+    """Gemm-1/6: alpha * A' B' + beta * C; the broadcast attribute only allows C to broadcast."""
+    return _make_gemm(ctx, alpha, beta, transA, transB)
+
+
+@kernel("Gemm", since=7, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("Gemm", since=9, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("Gemm", since=11, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("Gemm", since=13, dtypes=_MATMUL_TYPES, factory=True)
+def make_gemm(
+    ctx: Any, *, alpha: float = 1.0, beta: float = 1.0, transA: int = 0, transB: int = 0
+) -> Callable[..., np.ndarray]:
+    """Gemm-7..13: alpha * A' B' + beta * C with C unidirectionally broadcast (optional from 11)."""
+    return _make_gemm(ctx, alpha, beta, transA, transB)
+
+
+def _shifted(x: np.ndarray, zero_point: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    xf = x.astype(np.float64)
+    if zero_point is not None:
+        zp = np.asarray(zero_point, dtype=np.float64)
+        xf -= zp.reshape(shape) if zp.size > 1 else zp.reshape(())
+    return xf
+
+
+@kernel("MatMulInteger", since=10, dtypes={0: (np.int8, np.uint8), 1: (np.int8, np.uint8)})
+def matmul_integer(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_zero_point: np.ndarray | None = None,
+    b_zero_point: np.ndarray | None = None,
+    /,
+) -> np.ndarray:
+    """MatMulInteger-10: int32 (A - a_zero_point) @ (B - b_zero_point), zero points per row/column."""
+    af = _shifted(a, a_zero_point, (-1, 1))
+    bf = _shifted(b, b_zero_point, (1, -1))
+    return np.rint(np.matmul(af, bf)).astype(np.int32)
+
+
+def _explicit_equation(equation: str, ranks: list[int]) -> str:
+    """Add the implicit output (labels seen once, ASCII order, ellipsis first) to an equation."""
+    equation = equation.replace(" ", "")
+    if "->" in equation:
+        return equation
+    terms = equation.split(",")
+    if len(terms) != len(ranks):
+        raise InvalidArgument(f"Einsum equation {equation!r} has {len(terms)} terms for {len(ranks)} inputs")
+    labels = "".join(terms).replace("...", "")
+    once = sorted(c for c in set(labels) if labels.count(c) == 1)
+    ellipsis = "..." if "..." in equation else ""
+    return f"{equation}->{ellipsis}{''.join(once)}"
+
+
+@kernel("Einsum", since=12, dtypes=_EINSUM_TYPES)
+@kernel("Einsum", since=28, dtypes=_EINSUM_TYPES)
+def einsum(*inputs: np.ndarray, equation: str = "") -> np.ndarray:
+    """Einsum-12/28: Einstein summation (explicit or implicit output, ellipsis broadcast)."""
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    eq = _explicit_equation(equation, [x.ndim for x in inputs])
+    dtype = _blas_dtype(inputs[0].dtype)
+    args = [np.asarray(x, dtype=dtype) for x in inputs]
+    y = np.einsum(eq, *args, optimize=len(args) > 1)
+    return np.asarray(y).astype(inputs[0].dtype, copy=False)
+
+
+@kernel("Det", since=11, dtypes=_FLOATS)
+@kernel("Det", since=22, dtypes=_FLOATS)
+def det(x: np.ndarray, /) -> np.ndarray:
+    """Det: determinant of each trailing [M, M] matrix."""
+    dtype = _blas_dtype(x.dtype)
+    return np.asarray(np.linalg.det(x.astype(dtype, copy=False))).astype(x.dtype, copy=False)

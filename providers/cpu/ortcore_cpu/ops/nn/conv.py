@@ -1,0 +1,601 @@
+"""Conv, ConvTranspose, ConvInteger (and com.microsoft FusedConv) on numpy + BLAS.
+
+Each factory packs constant weights (and bias) once and resolves the geometry
+once per input shape. The Conv paths, chosen per call from the shapes:
+
+* pointwise (1x1, stride 1, no pads): one GEMM on the input itself;
+* depthwise (one input channel per group): a sum over kernel taps of shifted
+  views times per-channel weights, laid out so numpy's inner loops are long;
+* 3x3 stride 1 with 512-ish channels: Winograd F(2x2, 3x3), 2.25x fewer flops;
+* few outputs (stride 1, M/group <= C/group / 2): "kn2row", one GEMM of every
+  tap's weights with the flattened padded image, then shifted sums;
+* general: im2col through a strided view (one copy, with a row of ones that
+  makes the GEMM add the bias), then one GEMM batched over ``[N, group]``;
+  large images are built in blocks of output rows so the columns stay cached.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from ortcore.errors import InvalidArgument
+from ortcore_cpu.ops.nn._spatial import Window, pad_input, patches, taps, window
+from ortcore_cpu.registry import kernel
+
+_FLOAT = (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)
+# im2col column buffers above this many bytes are built block by block.
+_COLS_BLOCK_BYTES = 4 << 20
+
+
+# Winograd F(2x2, 3x3) kernel transform (Lavin & Gray, 2015)
+_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float16/bfloat16 run through float32 BLAS; float32/float64 stay as they are."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.kind != "f" or dtype.itemsize < 4 else dtype
+
+
+class _Weights:
+    """Conv weights ``[M, C/group, *k]`` (and bias) packed for the GEMM and depthwise paths.
+
+    ``mat`` is ``[group, M/group, C/group * prod(k)]``; ``mat_bias`` appends the
+    bias as one more column, so that an im2col GEMM adds it through a row of
+    ones in the column buffer instead of a separate pass over the output.
+    """
+
+    def __init__(self, w: np.ndarray, group: int, dtype: np.dtype, bias: np.ndarray | None = None) -> None:
+        m = w.shape[0]
+        if m % group:
+            raise InvalidArgument(f"Conv: {m} output channels are not divisible by group {group}")
+        self.shape = w.shape
+        self.group = group
+        nd = w.ndim - 2
+        w = np.asarray(w, dtype=dtype)
+        self.mat = np.ascontiguousarray(w.reshape(group, m // group, -1))
+        self.bias = None if bias is None else np.asarray(bias, dtype=dtype).reshape(-1, *(1,) * nd)
+        self.mat_bias = None
+        if bias is not None and nd and any(k > 1 for k in w.shape[2:]):
+            column = np.asarray(bias, dtype=dtype).reshape(group, m // group, 1)
+            self.mat_bias = np.ascontiguousarray(np.concatenate([self.mat, column], axis=2))
+        self._w = w
+        self._tap_major: np.ndarray | None = None
+        self._winograd: np.ndarray | None = None
+        self.depthwise = w.shape[1] == 1 and group > 1
+        if self.depthwise:
+            self.taps_last = np.ascontiguousarray(w.reshape(m, -1).T)  # [taps, M]
+            self.taps = self.taps_last.reshape(-1, m, *(1,) * nd)  # broadcasts over NCHW
+
+    @property
+    def winograd(self) -> np.ndarray:
+        """``[16, M, C]``: the 3x3 kernels in the Winograd F(2x2, 3x3) domain, G g G^T."""
+        if self._winograd is None:
+            u = np.einsum("ik,mckl,jl->ijmc", _WINO_G, self._w.astype(np.float64), _WINO_G)
+            self._winograd = np.ascontiguousarray(u.reshape(16, *self.shape[:2]).astype(self._w.dtype))
+        return self._winograd
+
+    @property
+    def tap_major(self) -> np.ndarray:
+        """``[group, taps * M/group, C/group]``: every tap's weights stacked for one GEMM."""
+        if self._tap_major is None:
+            m, cg = self.shape[:2]
+            w = self._w.reshape(self.group, m // self.group, cg, -1)
+            self._tap_major = np.ascontiguousarray(w.transpose(0, 3, 1, 2)).reshape(self.group, -1, cg)
+        return self._tap_major
+
+
+def _conv_window(x_shape: tuple[int, ...], kernel: tuple[int, ...], attrs: dict[str, Any]) -> Window:
+    return window(
+        x_shape[2:],
+        kernel,
+        strides=attrs["strides"],
+        dilations=attrs["dilations"],
+        pads=attrs["pads"],
+        auto_pad=attrs["auto_pad"],
+    )
+
+
+def _pointwise(win: Window) -> bool:
+    return all(k == 1 and s == 1 for k, s in zip(win.kernel, win.strides)) and not any(win.begin + win.end)
+
+
+def _tap_sum(xp: np.ndarray, tap_weights: np.ndarray, win: Window, out_shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Sum over kernel taps of the tap's view of ``xp`` times its broadcast weights."""
+    y = np.empty(out_shape, dtype=xp.dtype)
+    tmp = np.empty_like(y)
+    for i, (_, view) in enumerate(taps(xp, win, axis)):
+        if i == 0:
+            np.multiply(view, tap_weights[0], out=y)
+        else:
+            np.multiply(view, tap_weights[i], out=tmp)
+            y += tmp
+    return y
+
+
+def _flat_offsets(padded: tuple[int, ...], win: Window) -> list[int]:
+    """Offset of each kernel tap in the flattened padded image (row-major taps)."""
+    return [
+        sum(t * d * math.prod(padded[a + 1 :]) for a, (t, d) in enumerate(zip(tap, win.dilations)))
+        for tap in itertools.product(*(range(k) for k in win.kernel))
+    ]
+
+
+def _flat_padded(x: np.ndarray, win: Window) -> tuple[np.ndarray, tuple[int, ...], list[int], int]:
+    """``(flat [N, C, L], padded spatial shape, tap offsets, output run length)``.
+
+    Outputs are computed over whole padded rows (``length`` flat positions);
+    ``flat`` is long enough for the last tap's run.
+    """
+    n, c = x.shape[:2]
+    xp = pad_input(x, win)
+    padded = xp.shape[2:]
+    length = win.out[0] * math.prod(padded[1:])
+    offsets = _flat_offsets(padded, win)
+    need, total = max(offsets) + length, math.prod(padded)
+    if need <= total:
+        return xp.reshape(n, c, -1)[:, :, :need], padded, offsets, length
+    flat = np.empty((n, c, need), dtype=xp.dtype)
+    flat[:, :, :total] = xp.reshape(n, c, -1)
+    flat[:, :, total:] = 0
+    return flat, padded, offsets, length
+
+
+def _crop_rows(y: np.ndarray, padded: tuple[int, ...], win: Window) -> np.ndarray:
+    """``[N, M, out0 * prod(padded[1:])]`` computed over padded rows -> ``[N, M, *out]``."""
+    y = y.reshape(*y.shape[:2], win.out[0], *padded[1:])
+    return np.ascontiguousarray(y[(Ellipsis, *(slice(0, o) for o in win.out[1:]))])
+
+
+def _kn2row(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
+    """Stride-1 conv as one GEMM of all taps' weights with the flat image, then shifted sums.
+
+    No im2col: the GEMM writes ``taps * M`` rows that are summed at each tap's
+    flat offset, which beats copying ``taps * C`` rows when M is well below C.
+    """
+    n, c = x.shape[:2]
+    g, cg = wp.group, c // wp.group
+    mg = wp.shape[0] // g
+    flat, padded, offsets, length = _flat_padded(x, win)
+    z = np.matmul(wp.tap_major, flat.reshape(n, g, cg, -1))  # [N, g, taps*Mg, need]
+    z = z.reshape(n, g, len(offsets), mg, -1)
+    y = np.empty((n, g, mg, length), dtype=z.dtype)
+    off = offsets[0]
+    if wp.bias is not None:
+        np.add(z[:, :, 0, :, off : off + length], wp.bias.reshape(g, mg, 1), out=y)
+    else:
+        y[...] = z[:, :, 0, :, off : off + length]
+    for t, off in enumerate(offsets[1:], 1):
+        y += z[:, :, t, :, off : off + length]
+    return _crop_rows(y.reshape(n, g * mg, length), padded, win)
+
+
+def _use_winograd(x: np.ndarray, wp: _Weights, win: Window) -> bool:
+    """3x3 stride-1 undilated 2-D convs with wide channels and enough tiles to be GEMM-bound.
+
+    F(2x2, 3x3) does 16 GEMMs of C per 2x2 output tile instead of 36; its input
+    and output transforms are elementwise passes that only pay off when C and
+    M are large (measured: 512 channels from 7x7 tiles up, not 256 or fewer).
+    """
+    if wp.group != 1 or win.kernel != (3, 3) or win.strides != (1, 1) or win.dilations != (1, 1):
+        return False
+    tiles = x.shape[0] * -(-win.out[0] // 2) * -(-win.out[1] // 2)
+    return min(wp.shape[:2]) >= 384 and tiles >= 49
+
+
+def _winograd(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
+    """Conv 3x3 (stride 1) by Winograd F(2x2, 3x3): transform tiles, 16 GEMMs, transform back."""
+    n, c = x.shape[:2]
+    m = wp.shape[0]
+    th, tw = -(-win.out[0] // 2), -(-win.out[1] // 2)
+    # input with exactly the 4x4 tiles (stride 2) the 2x2 output tiles read
+    xp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    (bh, bw), (h, w) = win.begin, x.shape[2:]
+    h, w = min(h, 2 * th + 2 - bh), min(w, 2 * tw + 2 - bw)
+    xp[:, :, bh : bh + h, bw : bw + w] = x[:, :, :h, :w]
+    # V = B^T d B per tile, rows then columns; V is [4, 4, C, N, th, tw]
+    d = [xp[:, :, i : i + 2 * th : 2] for i in range(4)]
+    rows = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])
+    v = np.empty((4, 4, c, n, th, tw), dtype=x.dtype)
+    for i, r in enumerate(rows):
+        e = [r[..., j : j + 2 * tw : 2] for j in range(4)]
+        vi = v[i].transpose(0, 2, 1, 3, 4)  # [4, N, C, th, tw] view
+        np.subtract(e[0], e[2], out=vi[0])
+        np.add(e[1], e[2], out=vi[1])
+        np.subtract(e[2], e[1], out=vi[2])
+        np.subtract(e[1], e[3], out=vi[3])
+    z = np.matmul(wp.winograd, v.reshape(16, c, -1)).reshape(4, 4, m, n, th, tw)
+    # Y = A^T z A per tile, rows then columns, into the interleaved 2x2 outputs
+    s0 = z[0] + z[1]
+    s0 += z[2]
+    s1 = z[1] - z[2]
+    s1 -= z[3]
+    y = np.empty((n, m, 2 * th, 2 * tw), dtype=x.dtype)
+    for a, sa in enumerate((s0, s1)):
+        left = sa[0] + sa[1]
+        left += sa[2]
+        right = sa[1] - sa[2]
+        right -= sa[3]
+        y[:, :, a::2, 0::2] = left.transpose(1, 0, 2, 3)
+        y[:, :, a::2, 1::2] = right.transpose(1, 0, 2, 3)
+    if y.shape[2:] == win.out:
+        return y
+    return np.ascontiguousarray(y[:, :, : win.out[0], : win.out[1]])
+
+
+def _flat_tap_sum(x: np.ndarray, tap_weights: np.ndarray, win: Window) -> np.ndarray:
+    """Stride-1 per-channel tap sum on the flattened padded image.
+
+    Each tap is then one contiguous run per channel (the image shifted by the
+    tap's flat offset); outputs are computed over whole padded rows and the
+    extra columns are cropped at the end.
+    """
+    flat, padded, offsets, length = _flat_padded(x, win)
+    y = np.empty((*x.shape[:2], length), dtype=flat.dtype)
+    tmp = np.empty_like(y)
+    for i, off in enumerate(offsets):
+        view = flat[:, :, off : off + length]
+        if i == 0:
+            np.multiply(view, tap_weights[i], out=y)
+        else:
+            np.multiply(view, tap_weights[i], out=tmp)
+            y += tmp
+    return _crop_rows(y, padded, win)
+
+
+def _depthwise(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
+    """Depthwise conv: sum over taps of a shifted view times a per-channel weight.
+
+    numpy pays per innermost row, so the layout is chosen for long rows: stride 1
+    on the flattened image (rows span whole images) unless rows are narrow,
+    otherwise channels-last (rows span channels) unless channels are few.
+    """
+    n, c = x.shape[:2]
+    m = wp.shape[0]
+    mult = m // c
+    if mult > 1:
+        x = np.repeat(x, mult, axis=1)
+    narrow = win.out[-1] <= 14
+    if all(s == 1 for s in win.strides) and not narrow:
+        return _flat_tap_sum(x, wp.taps_last[:, :, None], win)
+    if m < 2 * win.out[-1]:
+        return _tap_sum(pad_input(x, win), wp.taps, win, (n, m, *win.out), 2)
+    xl = np.moveaxis(x, 1, -1)
+    xp = pad_input(xl, win, axis=1)
+    if xp is xl:
+        xp = np.ascontiguousarray(xl)
+    y = _tap_sum(xp, wp.taps_last, win, (n, *win.out, m), 1)
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
+
+
+def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a.reshape(shape)`` that must not copy (it is written through)."""
+    v = a.reshape(shape)
+    if v.size and not np.may_share_memory(v, a):
+        raise AssertionError(f"reshape of {a.shape} to {shape} copied")
+    return v
+
+
+def _im2col_gemm(x: np.ndarray, wp: _Weights, win: Window) -> tuple[np.ndarray, bool]:
+    """General conv through im2col and GEMM; returns ``(y [N, g, M/g, P], bias_added)``.
+
+    The column buffer is ``[g, K (+1 row of ones for the bias), P]``; images whose
+    buffer would exceed ``_COLS_BLOCK_BYTES`` are done in blocks of output rows.
+    """
+    n, c = x.shape[:2]
+    g, mg, k = wp.mat.shape
+    p = math.prod(win.out)
+    y = np.empty((n, g, mg, p), dtype=x.dtype)
+    if _pointwise(win):
+        return np.matmul(wp.mat, x.reshape(n, g, k, p), out=y), False
+    cols = patches(pad_input(x, win), win)  # [N, C, *k, *out], a view
+    mat = wp.mat if wp.mat_bias is None else wp.mat_bias
+    kk = mat.shape[2]
+    rows = win.out[0]
+    inner = p // rows
+    block = max(1, min(rows, _COLS_BLOCK_BYTES // (g * kk * inner * x.itemsize)))
+    buf = np.empty(g * kk * block * inner * (n if block >= rows else 1), dtype=x.dtype)
+    split = (g, c // g, *win.kernel)
+    if block >= rows:  # one buffer for the whole batch, one batched GEMM
+        part = buf.reshape(n, g, kk, p)
+        _view(part[:, :, :k], (n, *split, *win.out))[...] = cols.reshape(n, *split, *win.out)
+        if kk > k:
+            part[:, :, k] = 1
+        return np.matmul(mat, part, out=y), kk > k
+    lead = (slice(None),) * (1 + len(win.kernel))
+    for i in range(n):
+        for r0 in range(0, rows, block):
+            r1 = min(rows, r0 + block)
+            part = buf[: g * kk * (r1 - r0) * inner].reshape(g, kk, -1)
+            dest = _view(part[:, :k], (*split, r1 - r0, *win.out[1:]))
+            dest[...] = cols[(i, *lead, slice(r0, r1))].reshape(dest.shape)
+            if kk > k:
+                part[:, k] = 1
+            np.matmul(mat, part, out=y[i, :, :, r0 * inner : r1 * inner])
+    return y, kk > k
+
+
+def _use_kn2row(wp: _Weights, win: Window) -> bool:
+    """Stride 1, a real kernel, and at most half as many outputs as inputs per group."""
+    m, cg = wp.shape[:2]
+    return all(s == 1 for s in win.strides) and math.prod(win.kernel) > 1 and 2 * (m // wp.group) <= cg
+
+
+def _conv(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
+    """Conv of ``x`` (already in the compute dtype) with packed weights and bias."""
+    if x.shape[1] != wp.shape[1] * wp.group:
+        raise InvalidArgument(
+            f"Conv: input has {x.shape[1]} channels, weights {wp.shape} with group {wp.group} "
+            f"expect {wp.shape[1] * wp.group}"
+        )
+    if x.size == 0:
+        return np.zeros((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
+    if wp.depthwise:
+        y, bias_added = _depthwise(x, wp, win), False
+    elif _use_winograd(x, wp, win):
+        y, bias_added = _winograd(x, wp, win), False
+    elif _use_kn2row(wp, win):
+        y, bias_added = _kn2row(x, wp, win), True
+    else:
+        y, bias_added = _im2col_gemm(x, wp, win)
+        y = y.reshape(x.shape[0], wp.shape[0], *win.out)
+    if wp.bias is not None and not bias_added:
+        y += wp.bias
+    return y
+
+
+class _ConvNode:
+    """Per-node state shared by Conv and FusedConv: attributes, packed weights, geometry cache."""
+
+    def __init__(self, ctx: Any, group: int, kernel_shape, attrs: dict[str, Any]) -> None:
+        self.group = group
+        self.kernel_shape = tuple(kernel_shape) if kernel_shape else None
+        self.attrs = attrs
+        w, b = ctx.constants.get(1), ctx.constants.get(2)
+        dtype = compute_dtype(ctx.input_dtypes[0] if ctx.input_dtypes and ctx.input_dtypes[0] else np.float32)
+        # pack only when the bias is constant too (or absent), as the packing includes it
+        inputs = ctx.node.inputs if ctx.node is not None else []
+        b_given = bool(inputs[2]) if len(inputs) > 2 else b is not None
+        self.packed = _Weights(w, group, dtype, b) if w is not None and (b is not None or not b_given) else None
+        self.windows: dict[tuple[int, ...], Window] = {}
+
+    def __call__(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        cdt = compute_dtype(x.dtype)
+        wp = (
+            self.packed if self.packed is not None and self.packed.mat.dtype == cdt else _Weights(w, self.group, cdt, b)
+        )
+        win = self.windows.get(x.shape)
+        if win is None:
+            kernel_ = self.kernel_shape or tuple(w.shape[2:])
+            win = self.windows[x.shape] = _conv_window(x.shape, kernel_, self.attrs)
+        return _conv(np.asarray(x, dtype=cdt), wp, win)
+
+
+@kernel("Conv", since=1, dtypes=_FLOAT, factory=True)
+@kernel("Conv", since=11, dtypes=_FLOAT, factory=True)
+@kernel("Conv", since=22, dtypes=_FLOAT, factory=True)
+def make_conv(
+    ctx: Any,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: list[int] | None = None,
+    group: int = 1,
+    kernel_shape: list[int] | None = None,
+    pads: list[int] | None = None,
+    strides: list[int] | None = None,
+) -> Callable[..., np.ndarray]:
+    """Conv (ONNX Conv-1/11/22): N-D convolution with groups, dilations and auto_pad."""
+    attrs = {"auto_pad": auto_pad, "dilations": dilations, "pads": pads, "strides": strides}
+    conv = _ConvNode(ctx, group, kernel_shape, attrs)
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        return conv(x, w, b).astype(x.dtype, copy=False)
+
+    return run
+
+
+def _activation(name: str, params: list[float] | None) -> Callable[[np.ndarray], None]:
+    """In-place activation of com.microsoft FusedConv (onnxruntime's contrib op)."""
+    name = name.decode() if isinstance(name, bytes) else name
+    p = list(params or [])
+    if name in ("", "Identity"):
+        return lambda y: None
+    if name == "Relu":
+        return lambda y: np.maximum(y, 0, out=y)
+    if name == "LeakyRelu":
+        alpha = p[0] if p else 0.01
+        return lambda y: np.multiply(y, np.where(y < 0, y.dtype.type(alpha), y.dtype.type(1)), out=y)
+    if name == "Clip":
+        lo, hi = (p + [-np.inf, np.inf][len(p) :])[:2]
+        return lambda y: np.clip(y, lo, hi, out=y)
+    if name == "Sigmoid":
+        return lambda y: np.divide(1, 1 + np.exp(-y), out=y)
+    if name == "Tanh":
+        return lambda y: np.tanh(y, out=y)
+    if name == "HardSigmoid":
+        alpha, beta = (p + [0.2, 0.5][len(p) :])[:2]
+        return lambda y: np.clip(y * y.dtype.type(alpha) + y.dtype.type(beta), 0, 1, out=y)
+    raise InvalidArgument(f"FusedConv: unsupported activation {name!r}")
+
+
+@kernel("FusedConv", since=1, domain="com.microsoft", dtypes=_FLOAT, factory=True)
+def make_fused_conv(
+    ctx: Any,
+    *,
+    activation: str = "",
+    activation_params: list[float] | None = None,
+    auto_pad: str = "NOTSET",
+    dilations: list[int] | None = None,
+    group: int = 1,
+    kernel_shape: list[int] | None = None,
+    pads: list[int] | None = None,
+    strides: list[int] | None = None,
+) -> Callable[..., np.ndarray]:
+    """com.microsoft FusedConv: activation(Conv(X, W, B) + Z), applied in place on the output."""
+    attrs = {"auto_pad": auto_pad, "dilations": dilations, "pads": pads, "strides": strides}
+    conv = _ConvNode(ctx, group, kernel_shape, attrs)
+    act = _activation(activation, activation_params)
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
+        y = conv(x, w, b)
+        if z is not None:
+            y += z
+        act(y)
+        return y.astype(x.dtype, copy=False)
+
+    return run
+
+
+# -- ConvTranspose ------------------------------------------------------------------
+
+
+def _transpose_geometry(
+    in_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    *,
+    auto_pad: str,
+    dilations: list[int] | None,
+    output_padding: list[int] | None,
+    output_shape: list[int] | None,
+    pads: list[int] | None,
+    strides: list[int] | None,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(strides, dilations, pads before, output shape) per the ConvTranspose spec."""
+    nd = len(in_shape)
+    s = tuple(strides) if strides else (1,) * nd
+    d = tuple(dilations) if dilations else (1,) * nd
+    adj = tuple(output_padding[:nd]) if output_padding else (0,) * nd
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    full = [st * (i - 1) + a + (k - 1) * dl + 1 for st, i, a, k, dl in zip(s, in_shape, adj, kernel, d)]
+    if output_shape:
+        out = tuple(int(o) for o in output_shape[-nd:])
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = tuple(i * st for i, st in zip(in_shape, s))
+    else:
+        p = tuple(pads) if pads and auto_pad != "VALID" else (0,) * (2 * nd)
+        out = tuple(f - p[i] - p[nd + i] for i, f in enumerate(full))
+        return s, d, p[:nd], out
+    total = [f - o for f, o in zip(full, out)]
+    if auto_pad == "SAME_UPPER":
+        begin = tuple(t // 2 for t in total)
+    else:
+        begin = tuple(t - t // 2 for t in total)
+    return s, d, begin, out
+
+
+def _col2im(
+    cols: np.ndarray,
+    in_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    s: tuple[int, ...],
+    d: tuple[int, ...],
+    begin: tuple[int, ...],
+    out: tuple[int, ...],
+) -> np.ndarray:
+    """Scatter-add ``cols [N, M, *k, *in]`` into the output, then crop by the pads."""
+    full = [st * (i - 1) + (k - 1) * dl + 1 for st, i, k, dl in zip(s, in_shape, kernel, d)]
+    lo = [min(0, b) for b in begin]
+    hi = [max(f, b + o) for f, b, o in zip(full, begin, out)]
+    buf = np.zeros((*cols.shape[:2], *(h - lo_ for h, lo_ in zip(hi, lo))), dtype=cols.dtype)
+    for tap in np.ndindex(*kernel):
+        index = tuple(
+            slice(t * dl - l, t * dl - l + (i - 1) * st + 1, st) for t, dl, l, i, st in zip(tap, d, lo, in_shape, s)
+        )
+        buf[(Ellipsis, *index)] += cols[(slice(None), slice(None), *tap)]
+    crop = tuple(slice(b - l, b - l + o) for b, l, o in zip(begin, lo, out))
+    return buf[(Ellipsis, *crop)]
+
+
+@kernel("ConvTranspose", since=1, dtypes=_FLOAT, factory=True)
+@kernel("ConvTranspose", since=11, dtypes=_FLOAT, factory=True)
+@kernel("ConvTranspose", since=22, dtypes=_FLOAT, factory=True)
+def make_conv_transpose(
+    ctx: Any,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: list[int] | None = None,
+    group: int = 1,
+    kernel_shape: list[int] | None = None,
+    output_padding: list[int] | None = None,
+    output_shape: list[int] | None = None,
+    pads: list[int] | None = None,
+    strides: list[int] | None = None,
+) -> Callable[..., np.ndarray]:
+    """ConvTranspose (ONNX ConvTranspose-1/11/22): GEMM to columns, then col2im."""
+    geometry = {
+        "auto_pad": auto_pad,
+        "dilations": dilations,
+        "output_padding": output_padding,
+        "output_shape": output_shape,
+        "pads": pads,
+        "strides": strides,
+    }
+    dtype = compute_dtype(ctx.input_dtypes[0] if ctx.input_dtypes and ctx.input_dtypes[0] else np.float32)
+    w_const = ctx.constants.get(1)
+    packed = _pack_transpose(w_const, group, dtype) if w_const is not None else None
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        cdt = compute_dtype(x.dtype)
+        wt = packed if packed is not None and packed.dtype == cdt else _pack_transpose(w, group, cdt)
+        n, c, *in_shape = x.shape
+        kernel_ = tuple(kernel_shape) if kernel_shape else tuple(w.shape[2:])
+        m = w.shape[1] * group
+        s, d, begin, out = _transpose_geometry(tuple(in_shape), kernel_, **geometry)
+        xg = np.asarray(x, dtype=cdt).reshape(n, group, c // group, math.prod(in_shape))
+        cols = np.matmul(wt, xg).reshape(n, m, *kernel_, *in_shape)
+        y = _col2im(cols, tuple(in_shape), kernel_, s, d, begin, out)
+        if b is not None:
+            y += np.asarray(b, dtype=cdt).reshape(-1, *(1,) * len(in_shape))
+        return y.astype(x.dtype, copy=False)
+
+    return run
+
+
+def _pack_transpose(w: np.ndarray, group: int, dtype: np.dtype) -> np.ndarray:
+    """``[C, M/group, *k]`` -> ``[group, M/group * prod(k), C/group]`` for ``W^T @ x``."""
+    c = w.shape[0]
+    wg = np.asarray(w, dtype=dtype).reshape(group, c // group, -1)
+    return np.ascontiguousarray(wg.transpose(0, 2, 1))
+
+
+# -- ConvInteger --------------------------------------------------------------------
+
+
+def _zero_point_shift(x: np.ndarray, zero_point: np.ndarray | None, axis_shape: tuple[int, ...]) -> np.ndarray:
+    """``x - zero_point`` in float64 (exact for 8-bit products summed below 2**53)."""
+    xf = x.astype(np.float64)
+    if zero_point is not None:
+        zp = np.asarray(zero_point, dtype=np.float64)
+        xf -= zp.reshape(axis_shape) if zp.size > 1 else zp.reshape(())
+    return xf
+
+
+@kernel("ConvInteger", since=10, dtypes={0: (np.int8, np.uint8), 1: (np.int8, np.uint8)})
+def conv_integer(
+    x: np.ndarray,
+    w: np.ndarray,
+    x_zero_point: np.ndarray | None = None,
+    w_zero_point: np.ndarray | None = None,
+    /,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: list[int] | None = None,
+    group: int = 1,
+    kernel_shape: list[int] | None = None,
+    pads: list[int] | None = None,
+    strides: list[int] | None = None,
+) -> np.ndarray:
+    """ConvInteger-10: int32 convolution of zero-point-shifted 8-bit tensors."""
+    nd = x.ndim - 2
+    xf = _zero_point_shift(x, x_zero_point, (1, -1, *(1,) * nd))
+    wf = _zero_point_shift(w, w_zero_point, (-1, 1, *(1,) * nd))
+    kernel_ = tuple(kernel_shape) if kernel_shape else w.shape[2:]
+    attrs = {"auto_pad": auto_pad, "dilations": dilations, "pads": pads, "strides": strides}
+    y = _conv(xf, _Weights(wf, group, np.dtype(np.float64)), _conv_window(x.shape, kernel_, attrs))
+    return np.rint(y).astype(np.int32)

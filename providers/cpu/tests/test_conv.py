@@ -1,0 +1,374 @@
+"""Conv, ConvTranspose and ConvInteger: what the ONNX node cases leave out.
+
+Random shapes, strides, pads, dilations, groups (depthwise with and without a
+channel multiplier, 1x1), auto_pad modes and 1-D/2-D/3-D inputs, with weights
+both as initializers (the pre-packed path) and as graph inputs. Expected values
+come from onnx.reference or from a direct convolution loop written here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import ml_dtypes
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import ortcore
+from ortcore.dtypes import onnx_elem_type
+from ortcore.testing import compare_outputs
+
+RNG = np.random.default_rng(7)
+
+
+def _model(op, inputs, attrs, opset, constant, n_out=1, domain=""):
+    names = [f"x{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    node = helper.make_node(op, names, [f"y{i}" for i in range(n_out)], domain=domain, **attrs)
+    feeds = [(n, v) for i, (n, v) in enumerate(zip(names, inputs)) if v is not None and i not in constant]
+    inits = [numpy_helper.from_array(v, n) for i, (n, v) in enumerate(zip(names, inputs)) if i in constant]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(n, onnx_elem_type(v.dtype), v.shape) for n, v in feeds],
+        [onnx.ValueInfoProto(name=f"y{i}") for i in range(n_out)],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets), dict(feeds)
+
+
+def run(op, inputs, attrs=None, *, opset=22, constant=(1, 2), n_out=1, domain=""):
+    """Run one node in ortcore; inputs at positions ``constant`` are initializers."""
+    model, feeds = _model(op, inputs, attrs or {}, opset, constant, n_out, domain)
+    sess = ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds), model, feeds
+
+
+def check(op, inputs, attrs=None, *, opset=22, constant=(1, 2), expected=None, rtol=1e-3, atol=1e-5):
+    """Compare ortcore with ``expected`` or else with onnx.reference."""
+    (actual,), model, feeds = run(op, inputs, attrs, opset=opset, constant=constant)
+    if expected is None:
+        (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    compare_outputs(np.asarray(expected, dtype=actual.dtype), actual, rtol=rtol, atol=atol, name=op)
+    assert actual.dtype == inputs[0].dtype or op == "ConvInteger"
+    return actual
+
+
+def rand(shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+# -- an independent direct convolution ------------------------------------------------
+
+
+def direct_conv(x, w, b=None, *, strides=None, pads=None, dilations=None, group=1):
+    """Textbook N-D convolution with explicit pads, one output element at a time."""
+    nd = x.ndim - 2
+    strides = strides or [1] * nd
+    dilations = dilations or [1] * nd
+    pads = pads or [0] * (2 * nd)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)])
+    kernel = w.shape[2:]
+    out = [(xp.shape[2 + i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(nd)]
+    m, cg = w.shape[:2]
+    y = np.zeros((x.shape[0], m, *out))
+    for n, oc in itertools.product(range(x.shape[0]), range(m)):
+        g = oc // (m // group)
+        for pos in itertools.product(*(range(o) for o in out)):
+            index = tuple(
+                slice(p * s, p * s + (k - 1) * d + 1, d) for p, s, k, d in zip(pos, strides, kernel, dilations)
+            )
+            patch = xp[(n, slice(g * cg, (g + 1) * cg), *index)]
+            y[(n, oc, *pos)] = np.sum(patch * w[oc])
+    if b is not None:
+        y += b.reshape(-1, *(1,) * nd)
+    return y
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ((1, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1], "pads": [1, 0, 2, 1]}),
+        ((2, 4, 6, 6), (6, 2, 3, 3), {"group": 2, "dilations": [2, 1], "pads": [1, 1, 1, 1]}),
+        ((1, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),  # depthwise
+        ((1, 3, 5, 4), (6, 1, 3, 3), {"group": 3, "strides": [2, 2], "pads": [0, 1, 1, 0]}),  # multiplier 2
+        ((1, 2, 9), (3, 2, 4), {"strides": [3], "dilations": [2], "pads": [2, 1]}),
+        ((1, 2, 4, 3, 5), (2, 2, 2, 1, 3), {"strides": [1, 2, 2], "pads": [1, 0, 1, 0, 1, 1]}),
+        ((1, 5, 4, 4), (3, 5, 1, 1), {}),  # pointwise
+    ],
+)
+@pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
+def test_conv_vs_direct_loop(x_shape, w_shape, attrs, constant):
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    expected = direct_conv(x, w, b, **attrs)
+    check("Conv", [x, w, b], attrs, constant=constant, expected=expected)
+
+
+def _random_conv_case(rng, nd):
+    group = int(rng.choice([1, 1, 2, 3]))
+    cg, mg = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    kernel = [int(k) for k in rng.integers(1, 4, nd)]
+    dilations = [int(d) for d in rng.integers(1, 3, nd)]
+    strides = [int(s) for s in rng.integers(1, 4, nd)]
+    spatial = [int(rng.integers((k - 1) * d + 1, 9)) for k, d in zip(kernel, dilations)]
+    attrs = {"strides": strides, "dilations": dilations, "group": group}
+    auto_pad = rng.choice(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [int(p) for p in rng.integers(0, 3, 2 * nd)]
+    else:
+        attrs["auto_pad"] = str(auto_pad)
+    if rng.random() < 0.5:
+        attrs["kernel_shape"] = kernel
+    x_shape = (int(rng.integers(1, 3)), cg * group, *spatial)
+    return x_shape, (mg * group, cg, *kernel), attrs
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_conv_random_vs_reference(seed):
+    rng = np.random.default_rng(seed)
+    nd = [1, 2, 2, 3][seed % 4]
+    x_shape, w_shape, attrs = _random_conv_case(rng, nd)
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    inputs = [x, w, b] if seed % 3 else [x, w]
+    check("Conv", inputs, attrs, constant=(1, 2) if seed % 2 else ())
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_conv_same_padding_with_dilation_and_stride(auto_pad):
+    """SAME pads use the dilated kernel; odd totals go to the end (UPPER) or start (LOWER)."""
+    x, w = rand((1, 2, 7, 8)), rand((3, 2, 3, 2))
+    attrs = {"auto_pad": auto_pad, "strides": [2, 3], "dilations": [2, 2]}
+    total = [(4 - 1) * 2 + 5 - 7, (3 - 1) * 3 + 3 - 8]  # out = ceil(in / stride)
+    small = [t // 2 for t in total]
+    big = [t - t // 2 for t in total]
+    pads = small + big if auto_pad == "SAME_UPPER" else big + small
+    y = check("Conv", [x, w], attrs, expected=direct_conv(x, w, strides=[2, 3], dilations=[2, 2], pads=pads))
+    assert y.shape == (1, 3, 4, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_conv_dtypes(dtype, op):
+    x, w, b = rand((1, 4, 6, 6), dtype), rand((4, 2, 3, 3), dtype), rand((4,), dtype)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    if op == "Conv":
+        expected = direct_conv(x64, w64, b64, group=2, pads=[1, 1, 1, 1])
+    else:
+        expected = direct_conv_transpose(
+            x64, w64, b64[:4], strides=[1, 1], pads=[1] * 4, dilations=[1, 1], output_padding=[0, 0], group=2
+        )
+    rtol = {np.float16: 1e-2, np.float64: 1e-7}.get(dtype, 3e-2)
+    check(op, [x, w, b], {"group": 2, "pads": [1, 1, 1, 1]}, expected=expected, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("opset", [1, 11, 22])
+def test_conv_every_version(opset):
+    x, w = rand((1, 3, 5, 5)), rand((2, 3, 3, 3))
+    check("Conv", [x, w], {"pads": [1, 1, 1, 1]}, opset=opset, expected=direct_conv(x, w, pads=[1, 1, 1, 1]))
+
+
+def test_conv_large_image_row_blocks():
+    """Column buffers beyond the cache budget are built in row blocks; same result."""
+    x, w, b = rand((2, 64, 96, 96)), rand((8, 64, 3, 3)) * 0.1, rand((8,))  # 21 MB of columns
+    check("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, rtol=1e-3, atol=1e-4)
+
+
+def test_conv_depthwise_channels_last_path():
+    """Many channels over narrow rows run channels-last; includes stride 2 and a multiplier."""
+    x, w = rand((2, 40, 6, 5)), rand((80, 1, 3, 3))
+    attrs = {"group": 40, "strides": [2, 1], "pads": [1, 1, 1, 1]}
+    check("Conv", [x, w], attrs, expected=direct_conv(x, w, **attrs))
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ((2, 3, 9, 17), (3, 1, 3, 3), {"group": 3, "dilations": [2, 1], "pads": [1, 2, 0, 1]}),
+        ((1, 2, 18), (4, 1, 5), {"group": 2, "dilations": [3], "pads": [4, 1]}),
+        ((1, 2, 3, 4, 16), (2, 1, 2, 3, 3), {"group": 2, "pads": [1, 0, 1, 0, 1, 1]}),
+    ],
+)
+def test_conv_depthwise_flat_path(x_shape, w_shape, attrs):
+    """Stride-1 depthwise over wide rows runs on the flattened image (N-D, dilated, multiplier)."""
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    check("Conv", [x, w, b], attrs, expected=direct_conv(x, w, b, **attrs))
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ((2, 8, 7, 9), (3, 8, 3, 3), {"pads": [1, 1, 1, 1]}),
+        ((1, 8, 9, 8), (4, 4, 3, 2), {"group": 2, "dilations": [2, 3], "pads": [2, 0, 1, 3]}),
+        ((1, 6, 11), (2, 6, 4), {"dilations": [2], "pads": [0, 3]}),
+        ((1, 4, 4, 5, 6), (2, 4, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 1]}),
+    ],
+)
+@pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
+def test_conv_few_outputs_kn2row_path(x_shape, w_shape, attrs, constant):
+    """Stride 1 with at most half as many outputs as inputs: one GEMM over all taps, shifted sums."""
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    check("Conv", [x, w, b], attrs, constant=constant, expected=direct_conv(x, w, b, **attrs))
+
+
+def window_conv(x, w, pads):
+    """2-D group-1 stride-1 convolution in float64: sliding windows times the flat kernels."""
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
+    windows = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))  # N C OH OW kh kw
+    n, _, oh, ow = windows.shape[:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, -1)
+    return (cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "x_shape, m, pads",
+    [
+        ((1, 384, 13, 14), 400, [1, 1, 1, 1]),  # odd output height: the last tile row is cropped
+        ((2, 512, 11, 11), 384, [0, 2, 1, 0]),  # batch 2, asymmetric pads
+        ((1, 400, 16, 16), 512, [2, 2, 2, 2]),
+    ],
+)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv_wide_3x3_winograd_path(x_shape, m, pads, with_bias):
+    """3x3 stride-1 convs with 384+ channels go through Winograd F(2x2, 3x3)."""
+    x = rand(x_shape)
+    w = rand((m, x_shape[1], 3, 3)) * np.float32((2 / (9 * x_shape[1])) ** 0.5)
+    b = rand((m,))
+    expected = window_conv(x, w, pads) + (b.reshape(-1, 1, 1) if with_bias else 0)
+    check("Conv", [x, w, b] if with_bias else [x, w], {"pads": pads}, expected=expected, rtol=1e-3, atol=1e-4)
+
+
+def test_conv_does_not_modify_inputs():
+    x, w, b = rand((1, 4, 5, 5)), rand((4, 1, 3, 3)), rand((4,))
+    copies = [a.copy() for a in (x, w, b)]
+    run("Conv", [x, w, b], {"group": 4}, constant=())
+    run("Conv", [x, w[:, :1].repeat(4, axis=1), b], {}, constant=())
+    for a, c in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("w_shape, attrs", [((4, 3, 3, 3), {}), ((3, 1, 3, 3), {"group": 3, "pads": [1] * 4})])
+def test_conv_empty_batch(w_shape, attrs):
+    x = np.zeros((0, 3, 6, 6), np.float32)
+    (y,), _, _ = run("Conv", [x, rand(w_shape)], attrs)
+    assert y.shape == (0, w_shape[0], *((4, 4) if not attrs else (6, 6)))
+    (z,), _, _ = run("ConvTranspose", [x, rand((3, 2, 3, 3))], {})
+    assert z.shape == (0, 2, 8, 8)
+
+
+def test_conv_rejects_channel_mismatch():
+    with pytest.raises(ortcore.OrtCoreError):
+        run("Conv", [rand((1, 3, 4, 4)), rand((2, 2, 3, 3))], {}, constant=())
+
+
+# -- ConvTranspose ---------------------------------------------------------------------
+
+
+def direct_conv_transpose(x, w, b=None, *, strides, pads, dilations, output_padding, group=1):
+    """Scatter each input element times the kernel into the output, then crop the pads."""
+    nd = x.ndim - 2
+    kernel = w.shape[2:]
+    cg, mg = w.shape[0] // group, w.shape[1]
+    full = [
+        (x.shape[2 + i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 + output_padding[i] for i in range(nd)
+    ]
+    y = np.zeros((x.shape[0], mg * group, *full))
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        g = c // cg
+        for pos in itertools.product(*(range(s) for s in x.shape[2:])):
+            for tap in itertools.product(*(range(k) for k in kernel)):
+                out = tuple(p * s + t * d for p, s, t, d in zip(pos, strides, tap, dilations))
+                y[(n, slice(g * mg, (g + 1) * mg), *out)] += x[(n, c, *pos)] * w[(c, slice(None), *tap)]
+    crop = tuple(slice(pads[i], full[i] - pads[nd + i]) for i in range(nd))
+    y = y[(slice(None), slice(None), *crop)]
+    if b is not None:
+        y += b.reshape(-1, *(1,) * nd)
+    return y
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ((1, 2, 3, 4), (2, 3, 3, 3), {"strides": [2, 1], "pads": [1, 0, 0, 1], "output_padding": [1, 0]}),
+        ((2, 4, 3, 3), (4, 2, 2, 3), {"group": 2, "strides": [2, 2], "dilations": [2, 1], "pads": [0, 1, 1, 1]}),
+        ((1, 3, 4), (3, 1, 3), {"group": 3, "strides": [3], "pads": [1, 2], "output_padding": [2]}),
+        ((1, 2, 2, 3, 2), (2, 2, 2, 2, 2), {"strides": [1, 2, 2], "pads": [0, 0, 1, 1, 0, 0]}),
+    ],
+)
+@pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
+def test_conv_transpose_vs_direct_loop(x_shape, w_shape, attrs, constant):
+    nd = len(x_shape) - 2
+    x, w = rand(x_shape), rand(w_shape)
+    b = rand((w_shape[1] * attrs.get("group", 1),))
+    full = {"strides": [1] * nd, "pads": [0] * 2 * nd, "dilations": [1] * nd, "output_padding": [0] * nd} | attrs
+    expected = direct_conv_transpose(x, w, b, **full)
+    check("ConvTranspose", [x, w, b], attrs, constant=constant, expected=expected)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_conv_transpose_output_shape_and_auto_pad(auto_pad):
+    """output_shape fixes the size; the pad total splits per auto_pad (odd extra: end for UPPER)."""
+    x, w = rand((1, 1, 3, 3)), rand((1, 2, 3, 3))
+    attrs = {"strides": [2, 2], "output_shape": [6, 5], "auto_pad": auto_pad}
+    total = [2 * 2 + 3 - 6, 2 * 2 + 3 - 5]  # full size 7 minus the requested size
+    small = [t // 2 for t in total]
+    big = [t - t // 2 for t in total]
+    pads = small + big if auto_pad == "SAME_UPPER" else big + small
+    expected = direct_conv_transpose(x, w, strides=[2, 2], pads=pads, dilations=[1, 1], output_padding=[0, 0])
+    y = check("ConvTranspose", [x, w], attrs, expected=expected)
+    assert y.shape == (1, 2, 6, 5)
+
+
+@pytest.mark.parametrize("opset", [1, 11, 22])
+def test_conv_transpose_every_version(opset):
+    x, w = rand((1, 2, 3, 3)), rand((2, 3, 2, 2))
+    expected = direct_conv_transpose(x, w, strides=[2, 2], pads=[0] * 4, dilations=[1, 1], output_padding=[0, 0])
+    check("ConvTranspose", [x, w], {"strides": [2, 2]}, opset=opset, expected=expected)
+
+
+# -- ConvInteger -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtypes", [(np.uint8, np.uint8), (np.int8, np.int8), (np.uint8, np.int8)])
+def test_conv_integer_per_channel_zero_point(dtypes):
+    xt, wt = dtypes
+    x = RNG.integers(np.iinfo(xt).min, np.iinfo(xt).max, (1, 4, 5, 5), endpoint=True).astype(xt)
+    w = RNG.integers(np.iinfo(wt).min, np.iinfo(wt).max, (6, 2, 3, 3), endpoint=True).astype(wt)
+    xz = np.array(3, xt)
+    wz = RNG.integers(0, 5, (6,)).astype(wt)
+    attrs = {"group": 2, "pads": [1, 1, 1, 1], "strides": [2, 1]}
+    expected = direct_conv(
+        x.astype(np.int64) - 3, w.astype(np.int64) - wz.reshape(-1, 1, 1, 1), group=2, pads=[1] * 4, strides=[2, 1]
+    )
+    (y,), _, _ = run("ConvInteger", [x, w, xz, wz], attrs, opset=10, constant=(1, 3))
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, expected.astype(np.int64))
+
+
+# -- com.microsoft FusedConv -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "activation, params, fn",
+    [
+        ("Relu", None, lambda v: np.maximum(v, 0)),
+        ("LeakyRelu", [0.2], lambda v: np.where(v < 0, 0.2 * v, v)),
+        ("Clip", [-0.5, 0.7], lambda v: np.clip(v, -0.5, 0.7)),
+        ("Sigmoid", None, lambda v: 1 / (1 + np.exp(-v))),
+        ("Tanh", None, np.tanh),
+        ("HardSigmoid", [0.3, 0.4], lambda v: np.clip(0.3 * v + 0.4, 0, 1)),
+    ],
+)
+@pytest.mark.parametrize("with_z", [False, True])
+def test_fused_conv(activation, params, fn, with_z):
+    """activation(Conv(X, W, B) + Z), onnxruntime's contrib FusedConv."""
+    x, w, b = rand((1, 3, 6, 6)), rand((4, 3, 3, 3)), rand((4,))
+    z = rand((1, 4, 6, 6)) if with_z else None
+    attrs = {"pads": [1, 1, 1, 1], "activation": activation}
+    if params:
+        attrs["activation_params"] = params
+    expected = fn(direct_conv(x, w, b, pads=[1, 1, 1, 1]) + (z if with_z else 0))
+    (y,), _, _ = run("FusedConv", [x, w, b, z], attrs, opset=22, domain="com.microsoft")
+    compare_outputs(expected.astype(np.float32), y, rtol=1e-3, atol=1e-5, name=activation)
