@@ -72,8 +72,8 @@ class Node:
         for value in self.attrs.values():
             if isinstance(value, Graph):
                 yield value
-            elif isinstance(value, list):
-                yield from (v for v in value if isinstance(v, Graph))
+            elif isinstance(value, list) and value and isinstance(value[0], Graph):
+                yield from value  # a GRAPHS attribute; other lists can be huge (tree ensembles)
 
 
 @dataclass

@@ -32,6 +32,12 @@ OP_MODULES = (
     "contrib.normalization",
     "contrib.attention",
     "contrib.quantized",
+    "ml.linear",
+    "ml.trees",
+    "ml.svm",
+    "ml.preprocess",
+    "ml.encode",
+    "ml.maps",
 )
 
 
