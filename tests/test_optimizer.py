@@ -94,3 +94,73 @@ def test_light_model_constant_weights_are_folded_once():
 
     sess = ortcore.InferenceSession(str(light_model_path("squeezenet")))
     assert "ConstantOfShape" not in _ops(sess)
+
+
+def _ort_run(model_bytes, feeds):
+    return onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_extended_fusions_on_the_demo_cnn_match_unoptimized_and_onnxruntime(tmp_path):
+    from ortcore.demo import build_demo_model
+
+    model = build_demo_model()
+    plain = _session(model, ortcore.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    opts = ortcore.SessionOptions()
+    opts.graph_optimization_level = ortcore.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    fused = ortcore.InferenceSession(model.SerializeToString(), opts)
+    assert _ops(plain)[:4] == ["Conv", "BatchNormalization", "Relu", "MaxPool"]
+    assert _ops(fused) == ["FusedConv", "MaxPool", "FusedConv", "GlobalAveragePool", "Flatten", "Gemm", "Softmax"]
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    expected = _ort_run(model.SerializeToString(), {"image": x})[0]
+    np.testing.assert_allclose(fused.run(None, {"image": x})[0], expected, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(plain.run(None, {"image": x})[0], expected, rtol=1e-3, atol=1e-5)
+    # the saved optimized model uses onnxruntime's com.microsoft ops and runs there too
+    saved = open(opts.optimized_model_filepath, "rb").read()
+    np.testing.assert_allclose(_ort_run(saved, {"image": x})[0], expected, rtol=1e-3, atol=1e-5)
+
+
+def test_conv_add_and_matmul_add_and_gemm_relu_fusions():
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal((1, 4, 1, 1)).astype(np.float32), "bias")
+    fc = numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32), "fc")
+    fcb = numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "fcb")
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Add", ["c", "bias"], ["cb"]),
+            helper.make_node("Reshape", ["cb", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "fc"], ["mm"]),
+            helper.make_node("Add", ["mm", "fcb"], ["g"]),
+            helper.make_node("Relu", ["g"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])],
+        [w, bias, fc, fcb, numpy_helper.from_array(np.array([3, 16], np.int64), "shape")],
+    )
+    fused = _session(model, ortcore.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert _ops(fused) == ["Conv", "Reshape", "FusedGemm"]
+    x = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    np.testing.assert_allclose(fused.run(None, {"x": x})[0], _ort_run(model.SerializeToString(), {"x": x})[0],
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_shared_intermediate_values_are_not_fused():
+    # The Conv output is read twice, so folding the Add into it would change the other reader.
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    b = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "b")
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "b"], ["y"]),
+         helper.make_node("Neg", ["c"], ["z"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [w, b],
+    )
+    sess = _session(model, ortcore.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert sorted(_ops(sess)) == ["Add", "Conv", "Neg"]
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    y, z = sess.run(None, {"x": x})
+    np.testing.assert_array_equal(y, x + 1)
+    np.testing.assert_array_equal(z, -x)

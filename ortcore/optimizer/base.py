@@ -39,8 +39,24 @@ class GraphPass:
 
 def builtin_passes() -> list[GraphPass]:
     from ortcore.optimizer.basic import ConstantFolding, DeadNodeElimination, IdentityElimination
+    from ortcore.optimizer.fusions import (
+        ConvActivationFusion,
+        ConvAddFusion,
+        ConvBatchNormFusion,
+        GemmActivationFusion,
+        MatMulAddFusion,
+    )
 
-    return [IdentityElimination(), ConstantFolding(), DeadNodeElimination()]
+    return [
+        IdentityElimination(),
+        ConstantFolding(),
+        DeadNodeElimination(),
+        ConvBatchNormFusion(),
+        ConvAddFusion(),
+        ConvActivationFusion(),
+        MatMulAddFusion(),
+        GemmActivationFusion(),
+    ]
 
 
 def optimize(

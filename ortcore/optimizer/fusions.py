@@ -1,0 +1,259 @@
+"""Extended-level fusions: fold BatchNormalization and bias Adds into Conv, fuse
+activations into Conv/Gemm, and turn MatMul+Add into Gemm.
+
+Fused ops use onnxruntime's ``com.microsoft`` names and attributes, so a saved
+optimized model still loads in onnxruntime. A fusion into a ``com.microsoft``
+op is only made when the provider that would run the original op also has a
+kernel for the fused one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ortcore.ir import Graph, Model, Node
+from ortcore.kernels import KernelDef
+from ortcore.optimizer.base import GraphPass, OptimizeContext
+from ortcore.options import GraphOptimizationLevel
+from ortcore.partition import opset_for
+
+__all__ = ["ConvBatchNormFusion", "ConvAddFusion", "ConvActivationFusion", "MatMulAddFusion", "GemmActivationFusion"]
+
+MS_DOMAIN = "com.microsoft"
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+class _Matcher:
+    """Read-only views of a graph that fusion passes share: consumers, constants, outputs."""
+
+    def __init__(self, model: Model, ctx: OptimizeContext) -> None:
+        self.model = model
+        self.graph: Graph = model.graph
+        self.ctx = ctx
+        self.consumers = self.graph.consumers()
+        self.outputs = {v.name for v in self.graph.outputs}
+
+    def constant(self, name: str) -> np.ndarray | None:
+        if not name or name in self.ctx.frozen:
+            return None
+        return self.graph.initializers.get(name)
+
+    def sole_consumer(self, value: str) -> Node | None:
+        """The one node reading ``value``, if exactly one does and it is no graph output."""
+        users = self.consumers.get(value, [])
+        if len(users) != 1 or value in self.outputs:
+            return None
+        return users[0]
+
+    def pairs(self, first_op: str, second_ops: set[str]) -> Iterator[tuple[Node, Node]]:
+        for node in list(self.graph.nodes):
+            if node.op_type != first_op or node.domain not in ("", "ai.onnx") or not node.outputs:
+                continue
+            nxt = self.sole_consumer(node.outputs[0])
+            if nxt is not None and nxt.op_type in second_ops and nxt.domain in ("", "ai.onnx"):
+                yield node, nxt
+
+    def add_initializer(self, base: str, value: np.ndarray) -> str:
+        name, i = base, 0
+        while name in self.graph.initializers or name in self.consumers:
+            i += 1
+            name = f"{base}_{i}"
+        self.graph.initializers[name] = value
+        return name
+
+    def replace(self, removed: list[Node], new: Node) -> None:
+        index = self.graph.nodes.index(removed[0])
+        for node in removed:
+            self.graph.nodes.remove(node)
+        self.graph.nodes.insert(index, new)
+
+    def supports(self, like: Node, domain: str, op_type: str) -> bool:
+        """Whether the provider that would claim ``like`` also has a kernel for domain::op_type."""
+        version = 1 if domain == MS_DOMAIN else opset_for(self.model.opset_imports, like)
+        types = self.graph.types()
+        dtypes = [types[n].dtype if n in types and types[n] is not None else None for n in like.inputs]
+        for provider in self.ctx.providers:
+            if isinstance(provider.claim(like.domain, like.op_type, opset_for(self.model.opset_imports, like), dtypes), KernelDef):
+                return isinstance(provider.claim(domain, op_type, version, dtypes), KernelDef)
+        return False
+
+
+def _conv_parts(m: _Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None] | None:
+    weight = m.constant(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    if weight is None or weight.dtype.kind != "f":
+        return None
+    bias = None
+    if len(conv.inputs) > 2 and conv.inputs[2]:
+        bias = m.constant(conv.inputs[2])
+        if bias is None:
+            return None
+    return weight, bias
+
+
+def _set_conv_params(m: _Matcher, conv: Node, weight: np.ndarray, bias: np.ndarray) -> None:
+    name = conv.name or conv.outputs[0]
+    conv.inputs = [conv.inputs[0], m.add_initializer(f"{name}_W_fused", weight), m.add_initializer(f"{name}_B_fused", bias)]
+
+
+class ConvBatchNormFusion(GraphPass):
+    """Conv followed by inference BatchNormalization -> one Conv with rescaled weights."""
+
+    name = "conv_batchnorm_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for conv, bn in m.pairs("Conv", {"BatchNormalization"}):
+            parts = _conv_parts(m, conv)
+            params = [m.constant(n) for n in bn.inputs[1:5]]
+            if parts is None or any(p is None for p in params) or len(params) != 4:
+                continue
+            if any(o for o in bn.outputs[1:]) or bn.attrs.get("training_mode", 0) or not bn.attrs.get("spatial", 1):
+                continue
+            weight, bias = parts
+            scale, beta, mean, var = (p.astype(np.float64) for p in params)
+            factor = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
+            if weight.shape[0] != factor.shape[0]:
+                continue
+            new_w = weight.astype(np.float64) * factor.reshape((-1,) + (1,) * (weight.ndim - 1))
+            old_b = bias.astype(np.float64) if bias is not None else 0.0
+            new_b = (old_b - mean) * factor + beta
+            _set_conv_params(m, conv, new_w.astype(weight.dtype), new_b.astype(weight.dtype))
+            conv.outputs = [bn.outputs[0]]
+            m.graph.nodes.remove(bn)
+            fused += 1
+        return fused
+
+
+def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
+    """``value`` as a [channels] vector if it broadcasts along axis 1 of a rank-``rank`` tensor."""
+    shape = value.shape
+    if len(shape) > rank or value.size != channels:
+        return None
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+    if padded[1] != channels or any(d != 1 for i, d in enumerate(padded) if i != 1):
+        return None
+    return value.reshape(channels)
+
+
+class ConvAddFusion(GraphPass):
+    """Conv followed by an Add of a per-channel constant -> the constant joins Conv's bias."""
+
+    name = "conv_add_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for conv, add in m.pairs("Conv", {"Add"}):
+            parts = _conv_parts(m, conv)
+            other = add.inputs[1] if add.inputs[0] == conv.outputs[0] else add.inputs[0]
+            addend = m.constant(other)
+            if parts is None or addend is None or addend.dtype != parts[0].dtype:
+                continue
+            weight, bias = parts
+            vector = _per_channel(addend, weight.shape[0], weight.ndim)
+            if vector is None:
+                continue
+            new_b = (bias if bias is not None else np.zeros(weight.shape[0], weight.dtype)) + vector
+            _set_conv_params(m, conv, weight, new_b.astype(weight.dtype))
+            conv.outputs = [add.outputs[0]]
+            m.graph.nodes.remove(add)
+            fused += 1
+        return fused
+
+
+def _activation_of(m: _Matcher, act: Node) -> tuple[str, list[float]] | None:
+    """onnxruntime's (activation, activation_params) for a supported activation node."""
+    op = act.op_type
+    if op in ("Relu", "Sigmoid", "Tanh"):
+        return op, []
+    if op == "LeakyRelu":
+        return op, [float(act.attrs.get("alpha", 0.01))]
+    if op == "HardSigmoid":
+        return op, [float(act.attrs.get("alpha", 0.2)), float(act.attrs.get("beta", 0.5))]
+    if op == "Clip":
+        if "min" in act.attrs or "max" in act.attrs:
+            return op, [float(act.attrs.get("min", -FLT_MAX)), float(act.attrs.get("max", FLT_MAX))]
+        bounds = []
+        for i, default in ((1, -FLT_MAX), (2, FLT_MAX)):
+            name = act.inputs[i] if len(act.inputs) > i else ""
+            if not name:
+                bounds.append(default)
+                continue
+            value = m.constant(name)
+            if value is None or value.size != 1:
+                return None
+            bounds.append(float(value.reshape(())))
+        return op, bounds
+    return None
+
+
+ACTIVATIONS = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip"}
+
+
+class ConvActivationFusion(GraphPass):
+    """Conv followed by an activation -> com.microsoft FusedConv."""
+
+    name = "conv_activation_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    source, target = "Conv", "FusedConv"
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for node, act in m.pairs(self.source, ACTIVATIONS):
+            spec = _activation_of(m, act)
+            if spec is None or not self._eligible(m, node) or not m.supports(node, MS_DOMAIN, self.target):
+                continue
+            attrs: dict[str, Any] = dict(node.attrs, activation=spec[0])
+            if spec[1]:
+                attrs["activation_params"] = spec[1]
+            fused_node = Node(self.target, list(node.inputs), [act.outputs[0]], attrs, MS_DOMAIN,
+                              name=node.name or act.outputs[0], attr_types=dict(node.attr_types))
+            m.replace([node, act], fused_node)
+            model.opset_imports.setdefault(MS_DOMAIN, 1)
+            fused += 1
+        return fused
+
+    def _eligible(self, m: _Matcher, node: Node) -> bool:
+        return True
+
+
+class GemmActivationFusion(ConvActivationFusion):
+    """Gemm followed by an activation -> com.microsoft FusedGemm."""
+
+    name = "gemm_activation_fusion"
+    source, target = "Gemm", "FusedGemm"
+
+
+class MatMulAddFusion(GraphPass):
+    """2-D MatMul with a constant right operand followed by a bias Add -> Gemm."""
+
+    name = "matmul_add_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        types = m.graph.types()
+        fused = 0
+        for matmul, add in m.pairs("MatMul", {"Add"}):
+            a_type = types.get(matmul.inputs[0])
+            b = m.constant(matmul.inputs[1])
+            other = add.inputs[1] if add.inputs[0] == matmul.outputs[0] else add.inputs[0]
+            c = m.constant(other)
+            if a_type is None or a_type.rank != 2 or b is None or b.ndim != 2 or c is None:
+                continue
+            if c.dtype != b.dtype or c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, b.shape[1])):
+                continue
+            if c.ndim == 2 and c.shape[0] != 1:
+                continue  # a full [M, N] bias depends on the batch size; leave it
+            gemm = Node("Gemm", [matmul.inputs[0], matmul.inputs[1], other], [add.outputs[0]],
+                        {}, "", name=matmul.name or add.outputs[0])
+            m.replace([matmul, add], gemm)
+            fused += 1
+        return fused
