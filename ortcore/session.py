@@ -179,7 +179,7 @@ class InferenceSession:
         self._fallback = [p for p in self._providers if p.fallback]
         level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
         frozen = {a.name for a in self._overridable}
-        optimize(model, level, self, frozen=frozen)
+        self._optimization_log = optimize(model, level, self, frozen=frozen).log
         if self._sess_options.optimized_model_filepath:
             from ortcore.ir import model_to_proto
             import onnx
@@ -310,6 +310,10 @@ class InferenceSession:
             version=m.model_version if m.model_version is not None else 2**63 - 1,
             custom_metadata_map=dict(m.metadata_props),
         )
+
+    def get_optimization_log(self) -> list[str]:
+        """What each optimizer pass changed, in order (``"pass: N change(s)"``)."""
+        return list(self._optimization_log)
 
     def get_partition(self) -> Partition:
         """Which provider runs each node, who declined it and why, and the transfers."""

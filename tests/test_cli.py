@@ -37,3 +37,16 @@ def test_run_reports_errors_without_traceback(capsys, tmp_path):
     assert main(["run", str(tmp_path / "missing.onnx")]) == 1
     err = capsys.readouterr().err
     assert "NoSuchFile" in err and "missing.onnx" in err and "Traceback" not in err
+
+
+def test_optimize_prints_each_pass_and_writes_a_model_onnxruntime_runs(capsys, tmp_path):
+    src, out = tmp_path / "demo.onnx", tmp_path / "demo.opt.onnx"
+    src.write_bytes(build_demo_model().SerializeToString())
+    assert main(["optimize", str(src), str(out), "--level", "extended"]) == 0
+    printed = capsys.readouterr().out
+    assert "conv_batchnorm_fusion: 1 change(s)" in printed and "conv_activation_fusion: 2 change(s)" in printed
+    assert "10 nodes -> 7 nodes" in printed
+    image = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    optimized = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
+    original = onnxruntime.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
+    np.testing.assert_allclose(optimized, original, rtol=1e-3, atol=1e-5)
