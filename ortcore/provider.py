@@ -85,6 +85,9 @@ class ExecutionProvider:
         """Instantiate a kernel for one node; called once at session creation."""
         return kdef.instantiate(ctx, attrs)
 
+    def set_intra_op_threads(self, threads: int) -> None:
+        """Use ``threads`` threads inside kernels (SessionOptions.intra_op_num_threads > 0)."""
+
     # -- memory -------------------------------------------------------------------
     def from_host(self, array: np.ndarray) -> Any:
         """Move a host (numpy) array to this provider's device."""

@@ -177,6 +177,9 @@ class InferenceSession:
         validate_graph(graph)
         self._providers = self._make_providers(providers, provider_options)
         self._fallback = [p for p in self._providers if p.fallback]
+        if self._sess_options.intra_op_num_threads > 0:
+            for provider in self._providers:
+                provider.set_intra_op_threads(int(self._sess_options.intra_op_num_threads))
         level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
         frozen = {a.name for a in self._overridable}
         self._optimization_log = optimize(model, level, self, frozen=frozen).log

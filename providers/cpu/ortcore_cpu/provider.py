@@ -31,3 +31,9 @@ class CPUExecutionProvider(ExecutionProvider):
 
     def describe(self) -> str:
         return f"cpu (numpy {np.__version__})"
+
+    def set_intra_op_threads(self, threads: int) -> None:
+        """Limit BLAS/OpenMP threads. numpy's BLAS pool is per process, so this is too."""
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
