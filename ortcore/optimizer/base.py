@@ -39,6 +39,13 @@ class GraphPass:
 
 def builtin_passes() -> list[GraphPass]:
     from ortcore.optimizer.basic import ConstantFolding, DeadNodeElimination, IdentityElimination
+    from ortcore.optimizer.cleanup import (
+        CastElimination,
+        CommonSubexpressionElimination,
+        ReshapeFusion,
+        ShapeFolding,
+        TransposeFusion,
+    )
     from ortcore.optimizer.fusions import (
         ConvActivationFusion,
         ConvAddFusion,
@@ -46,16 +53,40 @@ def builtin_passes() -> list[GraphPass]:
         GemmActivationFusion,
         MatMulAddFusion,
     )
+    from ortcore.optimizer.transformer import (
+        AttentionFusion,
+        BiasGeluFusion,
+        FastGeluFusion,
+        GeluFusion,
+        LayerNormFusion,
+        SimplifiedLayerNormFusion,
+        SkipLayerNormFusion,
+    )
 
     return [
+        # basic: shape arithmetic first, so that folding sees the constants it leaves
         IdentityElimination(),
+        CommonSubexpressionElimination(),
+        ShapeFolding(),
         ConstantFolding(),
+        TransposeFusion(),
+        ReshapeFusion(),
+        CastElimination(),
         DeadNodeElimination(),
+        # extended: Gelu before the bias fusion that extends it, normalizations before the
+        # Skip fusion that consumes them
         ConvBatchNormFusion(),
         ConvAddFusion(),
         ConvActivationFusion(),
         MatMulAddFusion(),
         GemmActivationFusion(),
+        GeluFusion(),
+        FastGeluFusion(),
+        BiasGeluFusion(),
+        LayerNormFusion(),
+        SimplifiedLayerNormFusion(),
+        SkipLayerNormFusion(),
+        AttentionFusion(),
     ]
 
 
