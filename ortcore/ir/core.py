@@ -46,7 +46,7 @@ class Value:
     doc_string: str = ""
 
 
-@dataclass
+@dataclass(eq=False)  # nodes are identities: two equal-looking nodes are still two nodes
 class Node:
     """One operator application. ``attrs`` holds Python values, subgraphs as :class:`Graph`.
 
@@ -76,7 +76,7 @@ class Node:
                 yield from value  # a GRAPHS attribute; other lists can be huge (tree ensembles)
 
 
-@dataclass
+@dataclass(eq=False)
 class Graph:
     """A graph: inputs, outputs, initializers (numpy arrays) and topologically usable nodes."""
 

@@ -26,6 +26,24 @@ MS_DOMAIN = "com.microsoft"
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
+def remove_nodes(nodes: list[Node], removed: list[Node]) -> list[Node]:
+    """``nodes`` without ``removed``, compared by identity (dataclass equality is slow and wrong here)."""
+    gone = {id(n) for n in removed}
+    return [n for n in nodes if id(n) not in gone]
+
+
+def replace_nodes(nodes: list[Node], removed: list[Node], new: Node) -> list[Node]:
+    """``removed`` taken out of ``nodes`` and ``new`` put where the first of them was."""
+    gone = {id(n) for n in removed}
+    out: list[Node] = []
+    for n in nodes:
+        if n is removed[0]:
+            out.append(new)
+        elif id(n) not in gone:
+            out.append(n)
+    return out
+
+
 class _Matcher:
     """Read-only views of a graph that fusion passes share: consumers, constants, outputs."""
 
@@ -35,6 +53,8 @@ class _Matcher:
         self.ctx = ctx
         self.consumers = self.graph.consumers()
         self.outputs = {v.name for v in self.graph.outputs}
+        self.types = self.graph.types()
+        self._supported: dict[tuple[str, str, str, str], bool] = {}
 
     def constant(self, name: str) -> np.ndarray | None:
         if not name or name in self.ctx.frozen:
@@ -65,20 +85,20 @@ class _Matcher:
         return name
 
     def replace(self, removed: list[Node], new: Node) -> None:
-        index = self.graph.nodes.index(removed[0])
-        for node in removed:
-            self.graph.nodes.remove(node)
-        self.graph.nodes.insert(index, new)
+        self.graph.nodes = replace_nodes(self.graph.nodes, removed, new)
 
     def supports(self, like: Node, domain: str, op_type: str) -> bool:
         """Whether the provider that would claim ``like`` also has a kernel for domain::op_type."""
         version = 1 if domain == MS_DOMAIN else opset_for(self.model.opset_imports, like)
-        types = self.graph.types()
-        dtypes = [types[n].dtype if n in types and types[n] is not None else None for n in like.inputs]
-        for provider in self.ctx.providers:
-            if isinstance(provider.claim(like.domain, like.op_type, opset_for(self.model.opset_imports, like), dtypes), KernelDef):
-                return isinstance(provider.claim(domain, op_type, version, dtypes), KernelDef)
-        return False
+        dtypes = [self.types[n].dtype if self.types.get(n) is not None else None for n in like.inputs]
+        key = (like.op_type, domain, op_type, str(dtypes))
+        if key not in self._supported:
+            self._supported[key] = False
+            for provider in self.ctx.providers:
+                if isinstance(provider.claim(like.domain, like.op_type, opset_for(self.model.opset_imports, like), dtypes), KernelDef):
+                    self._supported[key] = isinstance(provider.claim(domain, op_type, version, dtypes), KernelDef)
+                    break
+        return self._supported[key]
 
 
 def _conv_parts(m: _Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -124,7 +144,7 @@ class ConvBatchNormFusion(GraphPass):
             new_b = (old_b - mean) * factor + beta
             _set_conv_params(m, conv, new_w.astype(weight.dtype), new_b.astype(weight.dtype))
             conv.outputs = [bn.outputs[0]]
-            m.graph.nodes.remove(bn)
+            m.graph.nodes = remove_nodes(m.graph.nodes, [bn])
             fused += 1
         return fused
 
@@ -162,7 +182,7 @@ class ConvAddFusion(GraphPass):
             new_b = (bias if bias is not None else np.zeros(weight.shape[0], weight.dtype)) + vector
             _set_conv_params(m, conv, weight, new_b.astype(weight.dtype))
             conv.outputs = [add.outputs[0]]
-            m.graph.nodes.remove(add)
+            m.graph.nodes = remove_nodes(m.graph.nodes, [add])
             fused += 1
         return fused
 

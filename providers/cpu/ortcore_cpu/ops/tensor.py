@@ -135,7 +135,7 @@ def slice_1(x, /, *, starts, ends, axes=None):
 @kernel("Slice", since=13, factory=True)
 def slice_(ctx, /):
     """Slice-10+: bounds, axes and steps as inputs (negative steps allowed); a view."""
-    const = [_ints(ctx.constants.get(i)) for i in range(5)]
+    const = [None] + [_ints(ctx.constants.get(i)) for i in range(1, 5)]  # input 0 is data
 
     def run(x, starts, ends, axes=None, steps=None, /):
         return _slice(
@@ -157,7 +157,7 @@ def slice_(ctx, /):
 @kernel("Gather", since=13, xp=True)
 def gather(xp, x, indices, /, *, axis=0):
     """Gather: take along axis; negative indices count from the end."""
-    return xp.take(x, indices, axis=axis)
+    return xp.asarray(xp.take(x, indices, axis=axis))  # a 0-d index on 1-D data gives a scalar
 
 
 @kernel("GatherElements", since=11, xp=True)
