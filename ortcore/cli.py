@@ -1,4 +1,4 @@
-"""The ``ortcore`` command line: providers, partition, run, demo."""
+"""The ``ortcore`` command line: providers, partition, run, demo, conformance."""
 
 from __future__ import annotations
 
@@ -150,6 +150,17 @@ def _node_count(path: str) -> int:
     return len(read_model_proto(path)[0].graph.node)
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    try:
+        import ortcore_conformance
+    except ModuleNotFoundError as exc:
+        if exc.name != "ortcore_conformance":
+            raise
+        print("ortcore conformance needs the conformance suite: pip install ortcore-conformance", file=sys.stderr)
+        return 2
+    return ortcore_conformance.main(args.provider, quick=args.quick, report=args.report, keyword=args.k)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ortcore", description="Run ONNX models on pluggable execution providers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -186,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("conformance", help="run the conformance suite against PROVIDER (needs ortcore-conformance)")
+    p.add_argument("provider", help="execution provider name, e.g. CPUExecutionProvider")
+    p.add_argument("--quick", action="store_true", help="few randomized examples and light models (CI)")
+    p.add_argument("--report", metavar="DIR", help="write report.json, report.md and report.html to DIR")
+    p.add_argument("-k", metavar="PATTERN", help="only cases matching PATTERN (pytest -k)")
+    p.set_defaults(func=cmd_conformance)
     return parser
 
 

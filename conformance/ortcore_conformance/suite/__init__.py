@@ -1,0 +1,1 @@
+"""The conformance suite's test modules (run through the ortcore-conformance plugin)."""
