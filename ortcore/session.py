@@ -118,6 +118,11 @@ def _as_array(spec: _InputSpec, value: Any) -> np.ndarray:
         ) from exc
 
 
+def _as_output(value: Any) -> Any:
+    """Arrays as they are; a numpy scalar a kernel returned becomes a 0-d array."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
 def _shape_str(shape: Sequence[int | str | None]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -355,8 +360,8 @@ class InferenceSession:
         except Exception as exc:
             raise self._run_error(exc) from exc
         if output_names is None:
-            return list(results)
-        return [results[self._output_position(name)] for name in output_names]
+            return [_as_output(r) for r in results]
+        return [_as_output(results[self._output_position(name)]) for name in output_names]
 
     def _output_position(self, name: str) -> int:
         try:

@@ -24,7 +24,15 @@ from ortcore.testing import load_expected_failures
 
 import ortcore_cpu
 
-EXPECTED = load_expected_failures(Path(ortcore_cpu.__file__).parent / "expected_failures.txt")
+EXPECTED = {
+    f"{name}_cpu": reason
+    for name, reason in load_expected_failures(Path(ortcore_cpu.__file__).parent / "expected_failures.txt").items()
+}
+# Failures of onnx's runner itself, whatever the backend.
+EXPECTED["test_loop16_seq_none_cpu"] = (
+    "onnx's BackendTest runner recurses into a sequence output and calls len() on its 0-d first element; "
+    "the same case passes in providers/cpu/tests/test_onnx_node_cases.py and in the conformance suite"
+)
 # Random by nature: onnx's expected values cannot match any other generator.
 RANDOM = {"test_bernoulli_cpu", "test_bernoulli_double_cpu", "test_bernoulli_seed_cpu",
           "test_bernoulli_expanded_cpu", "test_bernoulli_double_expanded_cpu", "test_bernoulli_seed_expanded_cpu"}
