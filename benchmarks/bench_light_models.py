@@ -21,6 +21,7 @@ import numpy as np
 
 
 def _median_ms(fn, runs: int, warmup: int = 1) -> float:
+    time.sleep(0.2)  # let the other runtime's spinning worker threads go idle first
     for _ in range(warmup):
         fn()
     times = []
