@@ -237,3 +237,63 @@ def load_expected_failures(path: str | os.PathLike) -> dict[str, str]:
             raise ValueError(f"{path}:{number}: expected failure {name.strip()!r} has no reason")
         entries[name.strip()] = reason.strip()
     return entries
+
+
+def single_node_model(op, inputs, out_dtypes, *, opset, initializers=(), domain="", **attrs):
+    """A model of one ``op`` node: ``inputs`` maps names to arrays (None: an omitted input).
+
+    Names listed in ``initializers`` become initializers; the others graph
+    inputs. Outputs are ``y0, y1, ...`` with the given dtypes.
+    """
+    from onnx import helper, numpy_helper
+
+    from ortcore.dtypes import onnx_elem_type
+
+    names = [name if value is not None else "" for name, value in inputs.items()]
+    while names and names[-1] == "":
+        names.pop()
+    graph_inputs, inits = [], []
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        if name in initializers:
+            inits.append(numpy_helper.from_array(np.asarray(value), name))
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(name, onnx_elem_type(value.dtype), value.shape))
+    outs = [f"y{i}" for i in range(len(out_dtypes))]
+    node = helper.make_node(op, names, outs, domain=domain or None, **attrs)
+    graph = helper.make_graph(
+        [node], "g", graph_inputs,
+        [helper.make_tensor_value_info(o, onnx_elem_type(np.dtype(t)), None) for o, t in zip(outs, out_dtypes)],
+        inits,
+    )
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = 10
+    return model
+
+
+def feeds_of(model, inputs):
+    """The entries of ``inputs`` that are graph inputs of ``model``."""
+    names = {i.name for i in model.graph.input}
+    return {k: v for k, v in inputs.items() if k in names}
+
+
+def run_ortcore(model, inputs, providers=("CPUExecutionProvider",)):
+    import ortcore
+
+    sess = ortcore.InferenceSession(model.SerializeToString(), providers=list(providers))
+    return sess.run(None, feeds_of(model, inputs))
+
+
+def run_reference(model, inputs):
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model).run(None, feeds_of(model, inputs))
+
+
+def run_onnxruntime(model, inputs):
+    import onnxruntime
+
+    sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds_of(model, inputs))

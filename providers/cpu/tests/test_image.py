@@ -10,61 +10,13 @@ from ortcore.
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime
 import pytest
-from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
-import ortcore
-from ortcore.dtypes import onnx_elem_type
-from ortcore.testing import compare_outputs
+from ortcore.testing import compare_outputs, run_onnxruntime, run_ortcore, run_reference
+from ortcore.testing import single_node_model as make_model
 
 RNG = np.random.default_rng(11)
 F32 = np.float32
-
-
-def make_model(op, inputs, out_dtypes, *, opset, initializers=(), **attrs):
-    """One ``op`` node; ``inputs`` maps names to arrays (None: omitted input)."""
-    names = [name if value is not None else "" for name, value in inputs.items()]
-    while names and names[-1] == "":
-        names.pop()
-    graph_inputs, inits = [], []
-    for name, value in inputs.items():
-        if value is None:
-            continue
-        if name in initializers:
-            inits.append(numpy_helper.from_array(np.asarray(value), name))
-        else:
-            graph_inputs.append(helper.make_tensor_value_info(name, onnx_elem_type(value.dtype), value.shape))
-    outs = [f"y{i}" for i in range(len(out_dtypes))]
-    node = helper.make_node(op, names, outs, **attrs)
-    graph = helper.make_graph(
-        [node], "g", graph_inputs,
-        [helper.make_tensor_value_info(o, onnx_elem_type(np.dtype(t)), None) for o, t in zip(outs, out_dtypes)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    return model
-
-
-def feeds_of(model, inputs):
-    names = {i.name for i in model.graph.input}
-    return {k: v for k, v in inputs.items() if k in names}
-
-
-def run_ortcore(model, inputs):
-    sess = ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds_of(model, inputs))
-
-
-def run_reference(model, inputs):
-    return ReferenceEvaluator(model).run(None, feeds_of(model, inputs))
-
-
-def run_onnxruntime(model, inputs):
-    sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds_of(model, inputs))
 
 
 # --- GridSample -----------------------------------------------------------------------

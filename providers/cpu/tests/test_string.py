@@ -12,43 +12,13 @@ import io
 import sys
 
 import numpy as np
-import onnxruntime
 import pytest
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 import ortcore
-from ortcore.dtypes import onnx_elem_type
-from ortcore.testing import compare_outputs
+from ortcore.testing import compare_outputs, run_onnxruntime, run_ortcore, run_reference
+from ortcore.testing import single_node_model as make_model
 
 RNG = np.random.default_rng(3)
-
-
-def make_model(op, inputs, out_dtypes, *, opset, **attrs):
-    graph_inputs = [helper.make_tensor_value_info(n, onnx_elem_type(a.dtype), a.shape) for n, a in inputs.items()]
-    outs = [f"y{i}" for i in range(len(out_dtypes))]
-    node = helper.make_node(op, list(inputs), outs, **attrs)
-    graph = helper.make_graph(
-        [node], "g", graph_inputs,
-        [helper.make_tensor_value_info(o, onnx_elem_type(np.dtype(t)), None) for o, t in zip(outs, out_dtypes)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    return model
-
-
-def run_ortcore(model, inputs):
-    sess = ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, inputs)
-
-
-def run_reference(model, inputs):
-    return ReferenceEvaluator(model).run(None, inputs)
-
-
-def run_onnxruntime(model, inputs):
-    sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, inputs)
 
 
 def strings(values, shape=None):
