@@ -21,7 +21,6 @@ import numpy as np
 
 
 def _median_ms(fn, runs: int, warmup: int = 1) -> float:
-    time.sleep(0.2)  # let the other runtime's spinning worker threads go idle first
     for _ in range(warmup):
         fn()
     times = []
@@ -61,20 +60,24 @@ def main() -> int:
     ratios = []
     for name in names:
         path = str(light_model_path(name))
+        # One runtime at a time: onnxruntime's idle worker threads keep spinning and
+        # would slow whatever runs next to them, so each session is gone before the other starts.
+        rng = np.random.default_rng(0)
         so = ortcore.SessionOptions()
         so.intra_op_num_threads = args.threads
         ours = ortcore.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feeds = {
+            i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+            for i in ours.get_inputs()
+        }
+        t_ours = _median_ms(lambda: ours.run(None, feeds), args.runs)
+        del ours
         oo = onnxruntime.SessionOptions()
         oo.intra_op_num_threads = args.threads
         oo.inter_op_num_threads = 1
         theirs = onnxruntime.InferenceSession(path, oo, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        feeds = {
-            i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-            for i in theirs.get_inputs()
-        }
-        t_ours = _median_ms(lambda: ours.run(None, feeds), args.runs)
         t_ort = _median_ms(lambda: theirs.run(None, feeds), args.runs)
+        del theirs
         t_ref = float("nan")
         if not args.no_reference:
             ref = onnx.reference.ReferenceEvaluator(onnx.load(path))
