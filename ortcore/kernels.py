@@ -234,6 +234,8 @@ class NodeContext:
     constants: dict[int, Any] = field(default_factory=dict)
     compile_subgraph: Callable[..., Any] | None = None
     implicit_inputs: list[str] = field(default_factory=list)
+    #: the graph holding the node (read-only; for ops defined over other nodes, like Gradient)
+    graph: Any = None
 
     @property
     def input_dtypes(self) -> list[np.dtype | None]:

@@ -209,7 +209,7 @@ def compile_plan(
         else:
             while arg_list and arg_list[-1] == "None":
                 arg_list.pop()
-        fn = _instantiate(assignment, constants, types, compile_subgraph, implicit)
+        fn = _instantiate(assignment, constants, types, compile_subgraph, implicit, graph)
         if profiler is not None:
             fn = profiler.wrap(fn, node, provider.name)
         k = em.kernel(fn)
@@ -339,6 +339,7 @@ def _instantiate(
     types: dict[str, TensorType | None],
     compile_subgraph: Callable[..., Any] | None,
     implicit: list[str],
+    graph: Graph,
 ) -> Callable[..., Any]:
     node, provider, kdef = assignment.node, assignment.provider, assignment.kernel
     unknown = kdef.unknown_attributes(node.attrs)
@@ -362,6 +363,7 @@ def _instantiate(
             functools.partial(compile_subgraph, implicit=implicit, home=provider) if compile_subgraph else None
         ),
         implicit_inputs=implicit,
+        graph=graph,
     )
     try:
         return provider.create_kernel(kdef, ctx, dict(node.attrs))

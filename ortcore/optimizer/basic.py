@@ -65,6 +65,13 @@ class IdentityElimination(GraphPass):
         return False
 
 
+def attribute_reads(node: Node) -> list[str]:
+    """Values a node names in attributes rather than inputs (Gradient's ``y``)."""
+    if node.op_type == "Gradient" and node.domain == "ai.onnx.preview.training":
+        return [node.attrs["y"]] if "y" in node.attrs else []
+    return []
+
+
 def _subgraph_reads(graph: Graph) -> set[str]:
     from ortcore.graph_utils import outer_scope_names
 
@@ -153,6 +160,7 @@ class DeadNodeElimination(GraphPass):
     def run(self, model: Model, ctx: OptimizeContext) -> int:
         graph = model.graph
         live = {v.name for v in graph.outputs} | _subgraph_reads(graph)
+        live.update(name for node in graph.nodes for name in attribute_reads(node))
         kept: list[Node] = []
         removed = 0
         for node in reversed(graph.nodes):

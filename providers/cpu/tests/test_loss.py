@@ -195,9 +195,3 @@ def test_adam(t, n):
         compare_outputs(v, out[n + i], rtol=1e-5)
         compare_outputs(h, out[2 * n + i], rtol=1e-5)
     assert all(o.dtype == F32 for o in out)
-
-
-def test_gradient_is_not_supported():
-    model = _model("Gradient", [_scores(3)], 1, {"xs": ["x0"], "y": "x0"}, 13, TRAINING)
-    with pytest.raises(ortcore.NotImplemented, match="Gradient"):
-        ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -7,8 +7,9 @@ all new X's and then each new state list. The scalar coefficients are Python
 floats so the arithmetic stays in each tensor's own dtype; kernels are
 array-module generic (``xp``).
 
-Gradient (the fourth op of the domain) needs reverse-mode differentiation of
-the graph and is not implemented.
+Gradient differentiates the slice of the enclosing graph between its inputs
+and ``y`` in reverse mode; it knows the elementwise arithmetic ops (Add, Sub,
+Mul, Div, Neg, Identity) and declines, at session creation, slices with others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ortcore.errors import NotImplemented
 from ortcore_cpu.registry import kernel
 
 DOMAIN = "ai.onnx.preview.training"
@@ -88,3 +90,82 @@ def adam(
         vs.append(_cast(v_new, v))
         hs.append(_cast(h_new, h))
     return (*xs, *vs, *hs)
+
+
+# --- Gradient -----------------------------------------------------------------------------
+
+_FORWARD = {
+    "Add": lambda xp, a, b: a + b,
+    "Sub": lambda xp, a, b: a - b,
+    "Mul": lambda xp, a, b: a * b,
+    "Div": lambda xp, a, b: a / b,
+    "Neg": lambda xp, a: -a,
+    "Identity": lambda xp, a: a,
+}
+_BACKWARD = {  # upstream gradient g and the forward inputs -> one gradient per input
+    "Add": lambda g, a, b: (g, g),
+    "Sub": lambda g, a, b: (g, -g),
+    "Mul": lambda g, a, b: (g * b, g * a),
+    "Div": lambda g, a, b: (g / b, -g * a / (b * b)),
+    "Neg": lambda g, a: (-g,),
+    "Identity": lambda g, a: (g,),
+}
+
+
+def _unbroadcast(xp, grad, shape):
+    """Sum ``grad`` over the axes numpy broadcasting added or stretched to reach it from ``shape``."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, d in enumerate(shape) if d == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=stretched, keepdims=True) if stretched else grad
+
+
+def _slice(graph, sources, y):
+    """The nodes of ``graph`` on a path from ``sources`` to ``y``, in graph order."""
+    depends, on_path = set(sources), []
+    for node in graph.nodes:
+        if any(i in depends for i in node.inputs):
+            depends.update(o for o in node.outputs if o)
+            on_path.append(node)
+    needed, kept = {y}, []
+    for node in reversed(on_path):
+        if any(o in needed for o in node.outputs):
+            needed.update(i for i in node.inputs if i)
+            kept.append(node)
+    return kept[::-1]
+
+
+@kernel("Gradient", since=1, domain=DOMAIN, factory=True, multi_output=True)
+def make_gradient(ctx, /, *, xs, y, zs=None):
+    """Gradient-1: d y / d xs of the graph slice from xs (and zs) to y, by reverse mode."""
+    sources = list(xs) + list(zs or [])
+    nodes = _slice(ctx.graph, sources, y)
+    for node in nodes:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in _FORWARD:
+            raise NotImplemented(
+                f"Gradient through {node.describe()} is not supported: the CPU kernel differentiates "
+                f"{', '.join(sorted(_FORWARD))}"
+            )
+    constants = ctx.graph.initializers
+    xp = ctx.xp
+
+    def run(*values):
+        env = dict(constants)
+        env.update(zip(sources, values))
+        for node in nodes:
+            env[node.outputs[0]] = _FORWARD[node.op_type](xp, *(env[i] for i in node.inputs))
+        grads = {y: xp.ones_like(env[y])}
+        for node in reversed(nodes):
+            g = grads.get(node.outputs[0])
+            if g is None:
+                continue
+            args = [env[i] for i in node.inputs]
+            for name, arg, part in zip(node.inputs, args, _BACKWARD[node.op_type](g, *args)):
+                part = _unbroadcast(xp, xp.asarray(part), xp.shape(arg))
+                grads[name] = grads[name] + part if name in grads else part
+        return tuple(
+            xp.asarray(grads.get(x, xp.zeros_like(env[x]))).astype(env[x].dtype, copy=False) for x in xs
+        )
+
+    return run
