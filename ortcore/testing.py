@@ -297,3 +297,79 @@ def run_onnxruntime(model, inputs):
 
     sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, feeds_of(model, inputs))
+
+
+def write_plugin_distribution(root, dist: str, version: str, entry_point: str, module: str, files: dict[str, str]) -> Path:
+    """Write a throwaway installed distribution under ``root`` (put ``root`` on sys.path).
+
+    ``files`` maps paths relative to ``root`` to their text; the dist-info
+    declares ``entry_point = module`` in the ``ortcore`` group, so discovery
+    finds it exactly as it finds a pip-installed plugin.
+    """
+    root = Path(root)
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[ortcore]\n{entry_point} = {module}\n")
+    return root
+
+
+def check_model(model, feeds, expected=None, *, truth: str = "ort", providers=("CPUExecutionProvider",)) -> list:
+    """Run ``model`` in ortcore and compare each output with ``expected``, else with
+    onnxruntime (``truth="ort"``) or onnx.reference (``truth="reference"``)."""
+    import ortcore
+
+    actual = ortcore.InferenceSession(model.SerializeToString(), providers=list(providers)).run(None, feeds)
+    if expected is None:
+        if truth == "ort":
+            import onnxruntime
+
+            sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            expected = sess.run(None, feeds)
+        else:
+            from onnx.reference import ReferenceEvaluator
+
+            expected = ReferenceEvaluator(model).run(None, feeds)
+    assert len(actual) == len(expected)
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        compare_outputs(e, a, name=f"output {i}")
+    return actual
+
+
+def check_node(op, inputs, attrs=None, *, opset, expected=None, n_out=1, const=(), domain="", rtol=1e-3, atol=1e-5):
+    """Run one ``op`` node in ortcore; compare with ``expected`` or else onnx.reference.
+
+    ``inputs`` is positional (None: omitted input); positions in ``const``
+    become initializers, the others graph inputs named ``x0, x1, ...``.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    import ortcore
+    from ortcore.dtypes import onnx_elem_type
+
+    names = [f"x{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, [f"y{i}" for i in range(n_out)], domain=domain or None, **(attrs or {}))],
+        "g",
+        [helper.make_tensor_value_info(n, onnx_elem_type(v.dtype), v.shape)
+         for i, (n, v) in enumerate(zip(names, inputs)) if n and i not in const],
+        [onnx.ValueInfoProto(name=f"y{i}") for i in range(n_out)],
+        [numpy_helper.from_array(inputs[i], names[i]) for i in const],
+    )
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=imports)
+    feeds = {f"x{i}": v for i, v in enumerate(inputs) if v is not None and i not in const}
+    actual = ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    if expected is None:
+        expected = ReferenceEvaluator(model).run(None, feeds)
+    elif not isinstance(expected, list):
+        expected = [expected]
+    assert len(actual) == len(expected)
+    for e, a in zip(expected, actual):
+        compare_outputs(e, a, rtol=rtol, atol=atol, name=op)
+    return actual

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from onnx import TensorProto, helper
 
 import ortcore
 from ortcore import plugin
-from ortcore.testing import make_model
+from ortcore.testing import make_model, write_plugin_distribution
 
 FAKE_PROVIDER = '''
 import numpy as np
@@ -70,18 +69,12 @@ def ortcore_execution_providers():
 BROKEN = "raise ImportError('the broken plugin needs a library that is not installed')\n"
 
 
-def _write_distribution(root, dist, version, module, source, ep_name):
-    (root / f"{module}.py").write_text(source)
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[ortcore]\n{ep_name} = {module}\n")
-
-
 @pytest.fixture
 def fake_plugins(tmp_path, monkeypatch):
-    _write_distribution(tmp_path, "ortcore-fake", "0.3.1", "ortcore_fake_plugin", FAKE_PROVIDER, "fake")
-    _write_distribution(tmp_path, "ortcore-broken", "9.9", "ortcore_broken_plugin", BROKEN, "broken")
+    write_plugin_distribution(tmp_path, "ortcore-fake", "0.3.1", "fake", "ortcore_fake_plugin",
+                              {"ortcore_fake_plugin.py": FAKE_PROVIDER})
+    write_plugin_distribution(tmp_path, "ortcore-broken", "9.9", "broken", "ortcore_broken_plugin",
+                              {"ortcore_broken_plugin.py": BROKEN})
     monkeypatch.syspath_prepend(str(tmp_path))
     plugin._discover.cache_clear()
     yield tmp_path

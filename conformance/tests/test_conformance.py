@@ -21,6 +21,7 @@ import ortcore
 from ortcore.cli import main
 from ortcore_conformance.report import by_op, summary_line
 from ortcore_conformance.target import expected_failures_path
+from ortcore.testing import write_plugin_distribution
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) unsupported, (\d+) xfailed$")
@@ -144,14 +145,10 @@ Add-float64: no float64 adder on the fake device
 
 @pytest.fixture
 def fake_distribution(tmp_path):
-    package = tmp_path / "ortcore_fake_add"
-    package.mkdir()
-    (package / "__init__.py").write_text(FAKE_ADD)
-    (package / "expected_failures.txt").write_text(FAKE_EXPECTED)
-    info = tmp_path / "ortcore_fake_add-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ortcore-fake-add\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[ortcore]\nfake_add = ortcore_fake_add\n")
+    write_plugin_distribution(
+        tmp_path, "ortcore-fake-add", "0.1", "fake_add", "ortcore_fake_add",
+        {"ortcore_fake_add/__init__.py": FAKE_ADD, "ortcore_fake_add/expected_failures.txt": FAKE_EXPECTED},
+    )
     return tmp_path
 
 

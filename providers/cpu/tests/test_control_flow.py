@@ -13,12 +13,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.parser
-import onnxruntime
 import pytest
-from onnx.reference import ReferenceEvaluator
 
 import ortcore
 from ortcore.session import InferenceSession
+from ortcore.testing import check_model as check
 from ortcore.testing import compare_outputs
 
 RNG = np.random.default_rng(0)
@@ -33,21 +32,6 @@ def _model(text: str, opset: int = 17) -> onnx.ModelProto:
 
 def _ortcore(model: onnx.ModelProto) -> ortcore.InferenceSession:
     return ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def check(model: onnx.ModelProto, feeds: dict, expected: list | None = None, *, truth: str = "ort") -> list:
-    """Run ``model`` in ortcore and compare with ``expected``, onnxruntime or onnx.reference."""
-    actual = _ortcore(model).run(None, feeds)
-    if expected is None:
-        if truth == "ort":
-            sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            expected = sess.run(None, feeds)
-        else:
-            expected = ReferenceEvaluator(model).run(None, feeds)
-    assert len(actual) == len(expected)
-    for i, (e, a) in enumerate(zip(expected, actual)):
-        compare_outputs(e, a, name=f"output {i}")
-    return actual
 
 
 # -- Loop ----------------------------------------------------------------------------------

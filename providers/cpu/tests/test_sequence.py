@@ -12,12 +12,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.parser
-import onnxruntime
 import pytest
-from onnx.reference import ReferenceEvaluator
 
 import ortcore
-from ortcore.testing import compare_outputs
+from ortcore.testing import check_model as check
 
 RNG = np.random.default_rng(0)
 F32 = np.float32
@@ -32,20 +30,6 @@ def _model(text: str, opset: int = 18) -> onnx.ModelProto:
 
 def _ortcore(model: onnx.ModelProto) -> ortcore.InferenceSession:
     return ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def check(model: onnx.ModelProto, feeds: dict, expected: list | None = None, *, truth: str = "ort") -> list:
-    actual = _ortcore(model).run(None, feeds)
-    if expected is None:
-        if truth == "ort":
-            sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            expected = sess.run(None, feeds)
-        else:
-            expected = ReferenceEvaluator(model).run(None, feeds)
-    assert len(actual) == len(expected)
-    for i, (e, a) in enumerate(zip(expected, actual)):
-        compare_outputs(e, a, name=f"output {i}")
-    return actual
 
 
 def _seq(*shapes):

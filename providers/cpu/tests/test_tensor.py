@@ -9,52 +9,13 @@ onnx.reference or closed-form numpy, never from ortcore itself.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
-import ortcore
-from ortcore.dtypes import onnx_elem_type
-from ortcore.testing import compare_outputs
+from ortcore.testing import check_node as check
 
 RNG = np.random.default_rng(0)
 I64 = np.int64
 I32 = np.int32
-
-
-def _model(op, inputs, attrs, opset, n_out, const):
-    names = [f"x{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    inits = [numpy_helper.from_array(inputs[i], names[i]) for i in const]
-    node = helper.make_node(op, names, [f"y{i}" for i in range(n_out)], **attrs)
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [
-            helper.make_tensor_value_info(n, onnx_elem_type(v.dtype), v.shape)
-            for i, (n, v) in enumerate(zip(names, inputs))
-            if n and i not in const
-        ],
-        [onnx.ValueInfoProto(name=f"y{i}") for i in range(n_out)],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(op, inputs, attrs=None, *, opset, expected=None, n_out=1, const=()):
-    """Run one node in ortcore; compare with ``expected`` or else onnx.reference."""
-    model = _model(op, inputs, attrs or {}, opset, n_out, set(const))
-    feeds = {f"x{i}": v for i, v in enumerate(inputs) if v is not None and i not in const}
-    sess = ortcore.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    actual = sess.run(None, feeds)
-    if expected is None:
-        expected = ReferenceEvaluator(model).run(None, feeds)
-    elif not isinstance(expected, list):
-        expected = [expected]
-    assert len(actual) == len(expected)
-    for e, a in zip(expected, actual):
-        compare_outputs(e, a, name=op)
-    return actual
 
 
 def rand(shape, dtype=np.float32):
