@@ -20,6 +20,12 @@ when ``multi_output=True``. Three forms exist:
 * ``factory=True``: ``fn(ctx, **attrs)`` is called once at session creation
   with a :class:`NodeContext` and returns the per-run callable ``run(*inputs)``.
   This is the place to pre-pack constant weights or read the output count.
+
+A kernel that handles only some attribute values or input ranks says so with
+``supports=predicate``: ``predicate(node, input_types)`` returns ``None`` to
+accept the node or a reason to decline it, and the partitioner then offers
+the node to the next provider (``input_types`` are
+:class:`ortcore.ir.TensorType` or ``None`` where unknown).
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class KernelDef:
     factory: bool = False
     xp: bool = False
     multi_output: bool = False
+    supports: Callable[[Any, list[Any]], str | None] | None = None
 
     @property
     def name(self) -> str:
@@ -147,6 +154,7 @@ class KernelRegistry:
         factory: bool = False,
         xp: bool = False,
         multi_output: bool = False,
+        supports: Callable[[Any, list[Any]], str | None] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering ``fn`` for ``op_type`` opset versions ``since..until``.
 
@@ -168,6 +176,7 @@ class KernelRegistry:
                     factory=factory,
                     xp=xp,
                     multi_output=multi_output,
+                    supports=supports,
                 )
             )
             return fn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +11,7 @@ from ortcore.ir import Graph, Node
 from ortcore.kernels import KernelDef, normalize_domain
 from ortcore.provider import ExecutionProvider
 
-__all__ = ["NodeAssignment", "Transfer", "Partition", "partition_graph", "opset_for"]
+__all__ = ["NodeAssignment", "FusedGroup", "Transfer", "Partition", "partition_graph", "opset_for"]
 
 
 @dataclass
@@ -23,6 +23,8 @@ class NodeAssignment:
     kernel: KernelDef
     opset: int
     declined: dict[str, str] = field(default_factory=dict)
+    #: name of the FusedGroup this node was compiled into, if its provider fused it
+    group: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,7 +35,27 @@ class NodeAssignment:
             "provider": self.provider.name,
             "kernel": self.kernel.name,
             "declined": dict(self.declined),
+            "fused_into": self.group,
         }
+
+
+@dataclass
+class FusedGroup:
+    """Nodes that one provider compiles into a single step (the "compiled provider" path).
+
+    Returned by :meth:`ExecutionProvider.fuse`. ``fn(*inputs)`` computes the
+    values named in ``outputs`` from those named in ``inputs`` (one array when
+    there is one output, else a tuple in that order); every other value the
+    nodes produce stays inside the group. The step runs where the group's last
+    node would have run, so values used outside the group must be listed in
+    ``outputs`` (the plan checks this).
+    """
+
+    name: str
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    fn: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -72,7 +94,8 @@ class Partition:
         rows = [("node", "op", "provider", "declined by")]
         for a in self.assignments:
             declined = "; ".join(f"{p}: {r}" for p, r in a.declined.items())
-            rows.append((a.node.name or a.node.outputs[0], a.node.op_type, a.provider.name, declined))
+            where = f"{a.provider.name} [{a.group}]" if a.group else a.provider.name
+            rows.append((a.node.name or a.node.outputs[0], a.node.op_type, where, declined))
         widths = [min(40, max(len(r[i]) for r in rows)) for i in range(3)]
         lines = [
             ("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + (f"  {r[3]}" if r[3] else "")).rstrip()
@@ -81,7 +104,9 @@ class Partition:
         for t in self.transfers:
             lines.append(f"transfer {t.value!r}: {t.source} -> {t.target}")
         totals = ", ".join(f"{name}: {n}" for name, n in self.counts().items())
-        lines.append(f"{len(self.assignments)} nodes ({totals}), {len(self.transfers)} transfers")
+        groups = len({a.group for a in self.assignments if a.group})
+        fused = f", {groups} fused groups" if groups else ""
+        lines.append(f"{len(self.assignments)} nodes ({totals}), {len(self.transfers)} transfers{fused}")
         return "\n".join(lines)
 
 
@@ -109,6 +134,9 @@ def partition_graph(
         declined: dict[str, str] = {}
         for provider in providers:
             claim = provider.claim(node.domain, node.op_type, opset, dtypes)
+            if isinstance(claim, KernelDef) and claim.supports is not None:
+                reason = claim.supports(node, [types.get(name) if name else None for name in node.inputs])
+                claim = reason if reason else claim
             if isinstance(claim, KernelDef):
                 assignments.append(NodeAssignment(node, provider, claim, opset, declined))
                 break

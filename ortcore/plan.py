@@ -24,7 +24,7 @@ from ortcore.errors import InvalidGraph, OrtCoreError
 from ortcore.graph_utils import outer_scope_names
 from ortcore.ir import Graph, Node, TensorType
 from ortcore.kernels import NodeContext
-from ortcore.partition import NodeAssignment, Partition, Transfer
+from ortcore.partition import FusedGroup, NodeAssignment, Partition, Transfer
 from ortcore.provider import ExecutionProvider
 
 __all__ = ["Plan", "Step", "Profiler", "compile_plan", "HOST"]
@@ -199,9 +199,38 @@ def compile_plan(
         held[device] = var
         return var
 
+    def emit(code_call: str, out_vars: list[str | None], multi: bool, step: Step, arg_list: list[str]) -> None:
+        if multi:
+            picks = "; ".join(f"{v} = _r[{i}]" for i, v in enumerate(out_vars) if v)
+            code = f"_r = {code_call}; {picks}" if picks else code_call
+        else:
+            named = [v for v in out_vars if v]
+            code = f"{named[0]} = {code_call}" if named else code_call
+        uses = [a for a in arg_list if a != "None" and not a.startswith("c")]
+        body.append((code, step, uses, [v for v in out_vars if v]))
+
+    def define(name: str, provider: ExecutionProvider) -> str:
+        var = em.new_var()
+        where[name] = {provider.device: var}
+        producer_provider[name] = provider
+        return var
+
+    group_of = _fused_groups(partition, graph, types, constants, output_names)
     for assignment in partition.assignments:
         node = assignment.node
         provider = assignment.provider
+        group = group_of.get(node)
+        if group is not None:
+            if node is group.nodes[-1]:
+                arg_list = [fetch(name, provider) for name in group.inputs]
+                fn = group.fn
+                pseudo = Node("FusedGroup", list(group.inputs), list(group.outputs), name=group.name)
+                if profiler is not None:
+                    fn = profiler.wrap(fn, pseudo, provider.name)
+                out_vars: list[str | None] = [define(name, provider) for name in group.outputs]
+                call = f"{em.kernel(fn)}({', '.join(arg_list)})"
+                emit(call, out_vars, len(out_vars) > 1, Step("node", provider.name, node=pseudo), arg_list)
+            continue
         arg_list = [fetch(name, provider) if name else "None" for name in node.inputs]
         implicit = implicit_inputs(node)
         if implicit:  # outer-scope values of its subgraphs follow the declared inputs
@@ -213,29 +242,16 @@ def compile_plan(
         if profiler is not None:
             fn = profiler.wrap(fn, node, provider.name)
         k = em.kernel(fn)
-        out_vars = []
-        for name in node.outputs:
-            if not name:
-                out_vars.append(None)
-                continue
-            var = em.new_var()
-            out_vars.append(var)
-            where[name] = {provider.device: var}
-            producer_provider[name] = provider
-        call = f"{k}({', '.join(arg_list)})"
-        if assignment.kernel.multi_output:
-            picks = "; ".join(f"{v} = _r[{i}]" for i, v in enumerate(out_vars) if v)
-            code = f"_r = {call}; {picks}" if picks else call
-        else:
+        out_vars = [define(name, provider) if name else None for name in node.outputs]
+        if not assignment.kernel.multi_output:
             named = [v for v in out_vars if v]
             if len(named) > 1 or (named and out_vars[0] is None):
                 raise InvalidGraph(
                     f"{node.describe()} has {len(node.outputs)} outputs but its kernel "
                     f"{assignment.kernel.name} produces one"
                 )
-            code = f"{named[0]} = {call}" if named else call
-        uses = [a for a in arg_list if a != "None" and not a.startswith("c")]
-        body.append((code, Step("node", provider.name, node=node), uses, [v for v in out_vars if v]))
+        call = f"{k}({', '.join(arg_list)})"
+        emit(call, out_vars, assignment.kernel.multi_output, Step("node", provider.name, node=node), arg_list)
 
     # Outputs go to the home device (host for a session); constants are copied so
     # callers cannot alter them, and so are arguments returned as they came.
@@ -260,6 +276,82 @@ def compile_plan(
         result_vars.append(var)
 
     return _assemble(em, body, arg_vars, result_vars, steps)
+
+
+def _fused_groups(
+    partition: Partition,
+    graph: Graph,
+    types: dict[str, TensorType | None],
+    constants: dict[str, np.ndarray],
+    output_names: Sequence[str],
+) -> dict[Node, FusedGroup]:
+    """Ask each provider which of its nodes to compile as groups; check each group is sound.
+
+    A group runs at its last node's position, so no other node may read a value
+    the group keeps inside, or read one of its outputs before that position.
+    """
+    providers: dict[int, tuple[ExecutionProvider, list[NodeAssignment]]] = {}
+    for a in partition.assignments:
+        providers.setdefault(id(a.provider), (a.provider, []))[1].append(a)
+    position = {a.node: i for i, a in enumerate(partition.assignments)}
+    group_of: dict[Node, FusedGroup] = {}
+    for provider, mine in providers.values():
+        groups = provider.fuse(mine, graph, types, constants)
+        if not groups:
+            continue
+        assigned = {a.node: a for a in mine}
+        for group in groups:
+            problem = _group_problem(group, assigned, group_of, position)
+            if problem:
+                raise InvalidGraph(f"{provider.name} fused group {group.name!r}: {problem}")
+            group.nodes.sort(key=position.__getitem__)
+            for node in group.nodes:
+                group_of[node] = group
+                assigned[node].group = group.name
+    if not group_of:
+        return group_of
+    # value -> (group, read allowed from this position on; None = never outside the group)
+    guarded: dict[str, tuple[FusedGroup, int | None]] = {}
+    for group in {id(g): g for g in group_of.values()}.values():
+        last = position[group.nodes[-1]]
+        hidden = {o for n in group.nodes for o in n.outputs if o} - set(group.outputs)
+        guarded.update({name: (group, None) for name in hidden})
+        guarded.update({name: (group, last + 1) for name in group.outputs})
+        leaked = [o for o in output_names if o in hidden]
+        if leaked:
+            raise InvalidGraph(f"fused group {group.name!r} hides graph output(s) {leaked}")
+    for node, i in position.items():
+        for name in [*node.inputs, *implicit_inputs(node)]:
+            owner, since = guarded.get(name, (None, 0))
+            if owner is not None and owner is not group_of.get(node) and (since is None or i < since):
+                raise InvalidGraph(
+                    f"fused group {owner.name!r}: {node.describe()} reads {name!r}, "
+                    f"which the group does not provide before that node runs"
+                )
+    return group_of
+
+
+def _group_problem(
+    group: FusedGroup,
+    assigned: dict[Node, NodeAssignment],
+    group_of: dict[Node, FusedGroup],
+    position: dict[Node, int],
+) -> str | None:
+    if not group.nodes:
+        return "it has no nodes"
+    for node in group.nodes:
+        if node not in assigned:
+            return f"{node.describe()} is not assigned to this provider"
+        if node in group_of:
+            return f"{node.describe()} is already in group {group_of[node].name!r}"
+    produced = {o for n in group.nodes for o in n.outputs if o}
+    missing = [o for o in group.outputs if o not in produced]
+    if missing:
+        return f"outputs {missing} are not produced by its nodes"
+    own = [i for i in group.inputs if i in produced]
+    if own:
+        return f"inputs {own} are produced inside the group"
+    return None
 
 
 def _copy(x: Any) -> Any:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ortcore.kernels import OPEN_END, KernelDef, KernelRegistry, NodeContext
+
+if TYPE_CHECKING:
+    from ortcore.ir import Graph
+    from ortcore.partition import FusedGroup, NodeAssignment
 
 __all__ = ["ExecutionProvider"]
 
@@ -84,6 +88,23 @@ class ExecutionProvider:
     ) -> Callable[..., Any]:
         """Instantiate a kernel for one node; called once at session creation."""
         return kdef.instantiate(ctx, attrs)
+
+    def fuse(
+        self,
+        assignments: Sequence[NodeAssignment],
+        graph: Graph,
+        types: Mapping[str, Any],
+        constants: Mapping[str, Any],
+    ) -> list[FusedGroup]:
+        """Groups of this provider's nodes to compile into one step each.
+
+        Called once at session creation with the nodes assigned to this
+        provider, in topological order. A provider that generates code (for
+        example one kernel for a chain of elementwise ops) returns
+        :class:`ortcore.partition.FusedGroup` objects; nodes in a group get no
+        kernel of their own. The default fuses nothing.
+        """
+        return []
 
     def set_intra_op_threads(self, threads: int) -> None:
         """Use ``threads`` threads inside kernels (SessionOptions.intra_op_num_threads > 0)."""
