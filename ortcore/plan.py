@@ -14,6 +14,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
@@ -154,10 +155,13 @@ def compile_plan(
     compile_subgraph: Callable[..., Any] | None = None,
     profiler: Profiler | None = None,
     home: ExecutionProvider | None = None,
+    executor: Executor | None = None,
 ) -> Plan:
     """Compile ``partition`` (nodes in topological order) into a :class:`Plan`.
 
     With a ``profiler``, each kernel call is timed (the plan is otherwise the same).
+    With an ``executor`` (``ExecutionMode.ORT_PARALLEL``), nodes that do not
+    depend on each other run concurrently on it (see :func:`_parallelize`).
     ``home`` is the provider whose device holds the arguments and receives the
     outputs (a control-flow node's provider, for its bodies); host by default.
 
@@ -275,7 +279,49 @@ def compile_plan(
         body.append((f"{var} = {em.kernel(move)}({source_var})", Step("transfer", home.name if home else HOST, transfer=transfer), [source_var], [var]))
         result_vars.append(var)
 
+    if executor is not None:
+        body = _parallelize(body, em.kernel(executor.submit))
     return _assemble(em, body, arg_vars, result_vars, steps)
+
+
+_CALL = re.compile(r"^(k\d+)\((.*)\)$")
+
+
+def _parallelize(
+    body: list[tuple[str, Step | None, list[str], list[str]]], submit: str
+) -> list[tuple[str, Step | None, list[str], list[str]]]:
+    """Reorder lines into dependency levels; within a level, run all but one line on the pool.
+
+    A line's level is one more than the deepest line whose values it reads, so
+    lines of one level are independent. Each is submitted (``_f = submit(k, args)``)
+    and its result is taken after the last one of the level ran inline; both
+    lines map to the node's step, so an error still names the node.
+    """
+    level_of: dict[str, int] = {}
+    levels: dict[int, list[int]] = {}
+    for i, (_, _, uses, defs) in enumerate(body):
+        level = 1 + max((level_of.get(v, -1) for v in uses), default=-1)
+        for v in defs:
+            level_of[v] = level
+        levels.setdefault(level, []).append(i)
+    out: list[tuple[str, Step | None, list[str], list[str]]] = []
+    futures = itertools.count()
+    for level in sorted(levels):
+        members = [body[i] for i in levels[level]]
+        pending = []
+        for code, step, uses, defs in members[:-1]:
+            call = code.split(" = ", 1)[1].split(";", 1)[0] if " = " in code else code
+            match = _CALL.match(call)
+            if match is None:
+                out.append((code, step, uses, defs))
+                continue
+            future = f"_f{next(futures)}"
+            args = f", {match.group(2)}" if match.group(2) else ""
+            out.append((f"{future} = {submit}({match.group(1)}{args})", step, uses, [future]))
+            pending.append((code.replace(call, f"{future}.result()", 1), step, [future], defs))
+        out.append(members[-1])
+        out.extend(pending)
+    return out
 
 
 def _fused_groups(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,7 @@ from ortcore.dtypes import dtype_name, type_string
 from ortcore.errors import EPFail, Fail, InvalidArgument, OrtCoreError, did_you_mean
 from ortcore.graph_utils import validate_graph
 from ortcore.ir import Graph, Model, TensorType, load_model
-from ortcore.options import GraphOptimizationLevel, RunOptions, SessionOptions
+from ortcore.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from ortcore.partition import Partition, partition_graph
 from ortcore.plan import Plan, Profiler, compile_plan
 from ortcore.plugin import PluginManager, get_plugin_manager
@@ -201,6 +203,7 @@ class InferenceSession:
         arg_names = [a.name for a in self._inputs] + [a.name for a in self._overridable]
         constants = {k: v for k, v in graph.initializers.items() if k not in frozen}
         self._profiler = Profiler() if self._sess_options.enable_profiling else None
+        self._executor = self._inter_op_pool()
         self._plan = compile_plan(
             graph,
             self._partition,
@@ -211,6 +214,7 @@ class InferenceSession:
             types=types,
             compile_subgraph=self._compile_subgraph,
             profiler=self._profiler,
+            executor=self._executor,
         )
         self._specs = {}
         for position, name in enumerate(arg_names):
@@ -261,6 +265,17 @@ class InferenceSession:
             except Exception as exc:
                 raise EPFail(f"execution provider {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         return result
+
+    def _inter_op_pool(self) -> Executor | None:
+        """The thread pool that runs independent nodes concurrently (ORT_PARALLEL only)."""
+        if int(self._sess_options.execution_mode) != int(ExecutionMode.ORT_PARALLEL):
+            return None
+        threads = int(self._sess_options.inter_op_num_threads) or (os.cpu_count() or 2)
+        if threads < 2:
+            return None
+        pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="ortcore-inter-op")
+        weakref.finalize(self, pool.shutdown, wait=False)
+        return pool
 
     def _compile_subgraph(
         self, graph: Graph, *, implicit: Sequence[str] = (), home: ExecutionProvider | None = None

@@ -53,6 +53,7 @@ def builtin_passes() -> list[GraphPass]:
         GemmActivationFusion,
         MatMulAddFusion,
     )
+    from ortcore.optimizer.qdq import QDQFusion
     from ortcore.optimizer.transformer import (
         AttentionFusion,
         BiasGeluFusion,
@@ -73,8 +74,10 @@ def builtin_passes() -> list[GraphPass]:
         ReshapeFusion(),
         CastElimination(),
         DeadNodeElimination(),
-        # extended: Gelu before the bias fusion that extends it, normalizations before the
+        # extended: QDQ groups before the float Conv fusions could take their Conv;
+        # Gelu before the bias fusion that extends it, normalizations before the
         # Skip fusion that consumes them
+        QDQFusion(),
         ConvBatchNormFusion(),
         ConvAddFusion(),
         ConvActivationFusion(),

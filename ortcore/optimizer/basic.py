@@ -9,6 +9,7 @@ import numpy as np
 from ortcore.ir import Graph, Model, Node
 from ortcore.kernels import KernelDef, NodeContext
 from ortcore.optimizer.base import GraphPass, OptimizeContext
+from ortcore.optimizer.qdq import in_qdq_group
 from ortcore.options import GraphOptimizationLevel
 from ortcore.partition import opset_for
 
@@ -94,9 +95,12 @@ class ConstantFolding(GraphPass):
         if not providers:
             return 0
         folded = 0
+        consumers = graph.consumers()
         for node in list(graph.nodes):
             if not self._foldable(node, graph, ctx):
                 continue
+            if in_qdq_group(node, consumers):
+                continue  # the QDQ fusion needs the integer weights it dequantizes
             values = self._evaluate(node, model, providers)
             if values is None:
                 continue
