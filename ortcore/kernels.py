@@ -26,6 +26,11 @@ A kernel that handles only some attribute values or input ranks says so with
 accept the node or a reason to decline it, and the partitioner then offers
 the node to the next provider (``input_types`` are
 :class:`ortcore.ir.TensorType` or ``None`` where unknown).
+
+``inplace=True`` declares that the per-run callable also accepts ``out=``, one
+of its first two inputs, and may write its result there: the plan passes it
+when that input dies at this node, has the output's static type, and nothing
+else can see it, so elementwise chains reuse one buffer instead of allocating.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ class KernelDef:
     xp: bool = False
     multi_output: bool = False
     supports: Callable[[Any, list[Any]], str | None] | None = None
+    inplace: bool = False
 
     @property
     def name(self) -> str:
@@ -155,6 +161,7 @@ class KernelRegistry:
         xp: bool = False,
         multi_output: bool = False,
         supports: Callable[[Any, list[Any]], str | None] | None = None,
+        inplace: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering ``fn`` for ``op_type`` opset versions ``since..until``.
 
@@ -177,6 +184,7 @@ class KernelRegistry:
                     xp=xp,
                     multi_output=multi_output,
                     supports=supports,
+                    inplace=inplace,
                 )
             )
             return fn

@@ -219,6 +219,8 @@ def compile_plan(
         producer_provider[name] = provider
         return var
 
+    # body index -> (call, call writing into a dying input "{}", candidate inputs)
+    donations: dict[int, tuple[str, str, list[str]]] = {}
     group_of = _fused_groups(partition, graph, types, constants, output_names)
     for assignment in partition.assignments:
         node = assignment.node
@@ -255,6 +257,10 @@ def compile_plan(
                     f"{assignment.kernel.name} produces one"
                 )
         call = f"{k}({', '.join(arg_list)})"
+        if assignment.kernel.inplace and profiler is None and executor is None:
+            donors = _donors(node, arg_list, types)
+            if donors:
+                donations[len(body)] = (call, f"{em.kernel(_donating(fn))}({', '.join(arg_list)}, out={{}})", donors)
         emit(call, out_vars, assignment.kernel.multi_output, Step("node", provider.name, node=node), arg_list)
 
     # Outputs go to the home device (host for a session); constants are copied so
@@ -281,7 +287,52 @@ def compile_plan(
 
     if executor is not None:
         body = _parallelize(body, em.kernel(executor.submit))
-    return _assemble(em, body, arg_vars, result_vars, steps)
+    return _assemble(em, body, arg_vars, result_vars, steps, donations)
+
+
+def _donors(node: Node, arg_list: list[str], types: dict[str, TensorType | None]) -> list[str]:
+    """Plan variables among the first two inputs whose static type is exactly the output's."""
+    out = types.get(node.outputs[0]) if len(node.outputs) == 1 and node.outputs[0] else None
+    if out is None or out.kind != "tensor" or out.shape is None or not all(isinstance(d, int) for d in out.shape):
+        return []
+    return [
+        var for name, var in zip(node.inputs[:2], arg_list[:2])
+        if var.startswith("v") and types.get(name) == out
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _private_refcount() -> int:
+    """``sys.getrefcount`` of an array, seen by a kernel, when only the plan line holds it.
+
+    Measured with a line of the same shape as the plan's (``v1 = k(v0, out=v0)``),
+    so the check below holds whatever references the interpreter keeps on its stack.
+    """
+    import sys
+
+    namespace: dict[str, Any] = {}
+    exec("def probe(k, np):\n    v0 = np.empty(1)\n    v1 = k(v0, out=v0)\n    return v1\n", namespace)  # noqa: S102
+    return namespace["probe"](lambda *args, out: sys.getrefcount(out), np)
+
+
+def _donating(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` writing its result into ``out`` (an input at its last use) when nothing else can see it.
+
+    The plan only offers inputs it deletes after this line; at run time the
+    array must also own its memory and have no other reference (a view of it
+    elsewhere holds one), else ``fn`` allocates as usual.
+    """
+    import sys
+
+    limit = _private_refcount()
+    getrefcount = sys.getrefcount
+
+    def run(*args: Any, out: Any) -> Any:
+        if getrefcount(out) <= limit and getattr(out, "base", 0) is None and out.flags.writeable:
+            return fn(*args, out=out)
+        return fn(*args)
+
+    return run
 
 
 _CALL = re.compile(r"^(k\d+)\((.*)\)$")
@@ -418,6 +469,7 @@ def _assemble(
     arg_vars: list[str],
     result_vars: list[str],
     steps: dict[int, Step],
+    donations: dict[int, tuple[str, str, list[str]]] | None = None,
 ) -> Plan:
     keep = {v for r in result_vars for v in re.findall(r"\b[av]\d+\b", r)}
     last_use: dict[str, int] = {}
@@ -444,6 +496,11 @@ def _assemble(
         src.append(f"        del {', '.join(sorted(dies_at[-1]))}")
     for i, (code, step, _, _) in enumerate(body):
         line = code
+        if donations and i in donations:
+            call, donating_call, donors = donations[i]
+            dying = [v for v in donors if last_use.get(v) == i and v not in keep]
+            if dying:
+                line = code.replace(call, donating_call.format(dying[0]), 1)
         if i in dies_at:
             line += f"; del {', '.join(sorted(set(dies_at[i])))}"
         src.append(f"        {line}")

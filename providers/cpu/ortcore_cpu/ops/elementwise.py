@@ -29,8 +29,8 @@ def keep_array(ctx: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn
     asarray = ctx.xp.asarray
 
-    def run(*inputs: Any) -> Any:
-        return asarray(fn(*inputs))
+    def run(*inputs: Any, **out: Any) -> Any:
+        return asarray(fn(*inputs, **out))
 
     return run
 
@@ -67,9 +67,9 @@ def add_legacy(ctx, *, broadcast=0, axis=None, consumed_inputs=None):
     return _legacy_binary(ctx, ctx.xp.add, broadcast, axis)
 
 
-@kernel("Add", since=7, factory=True)
-@kernel("Add", since=13, factory=True)
-@kernel("Add", since=14, factory=True)
+@kernel("Add", since=7, factory=True, inplace=True)
+@kernel("Add", since=13, factory=True, inplace=True)
+@kernel("Add", since=14, factory=True, inplace=True)
 def add(ctx):
     """Add-7+: numpy broadcasting."""
     return keep_array(ctx, ctx.xp.add)
@@ -82,9 +82,9 @@ def sub_legacy(ctx, *, broadcast=0, axis=None, consumed_inputs=None):
     return _legacy_binary(ctx, ctx.xp.subtract, broadcast, axis)
 
 
-@kernel("Sub", since=7, factory=True)
-@kernel("Sub", since=13, factory=True)
-@kernel("Sub", since=14, factory=True)
+@kernel("Sub", since=7, factory=True, inplace=True)
+@kernel("Sub", since=13, factory=True, inplace=True)
+@kernel("Sub", since=14, factory=True, inplace=True)
 def sub(ctx):
     """Sub-7+."""
     return keep_array(ctx, ctx.xp.subtract)
@@ -97,9 +97,9 @@ def mul_legacy(ctx, *, broadcast=0, axis=None, consumed_inputs=None):
     return _legacy_binary(ctx, ctx.xp.multiply, broadcast, axis)
 
 
-@kernel("Mul", since=7, factory=True)
-@kernel("Mul", since=13, factory=True)
-@kernel("Mul", since=14, factory=True)
+@kernel("Mul", since=7, factory=True, inplace=True)
+@kernel("Mul", since=13, factory=True, inplace=True)
+@kernel("Mul", since=14, factory=True, inplace=True)
 def mul(ctx):
     """Mul-7+."""
     return keep_array(ctx, ctx.xp.multiply)
@@ -594,19 +594,24 @@ def where(ctx):
 def _fold(ctx: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
     """A variadic op as a left fold of the binary ``fn`` (one input passes through)."""
 
-    def run(first: Any, *rest: Any) -> Any:
-        out = first
+    def run(first: Any, *rest: Any, out: Any = None) -> Any:
+        if out is not None and rest:  # out is input 0 or 1: both are read by the first step
+            fn(first, rest[0], out=out)
+            for x in rest[1:]:
+                fn(out, x, out=out)
+            return out
+        acc = first
         for x in rest:
-            out = fn(out, x)
-        return out
+            acc = fn(acc, x)
+        return acc
 
     return keep_array(ctx, run)
 
 
-@kernel("Sum", since=1, factory=True)
-@kernel("Sum", since=6, factory=True)
-@kernel("Sum", since=8, factory=True)
-@kernel("Sum", since=13, factory=True)
+@kernel("Sum", since=1, factory=True, inplace=True)
+@kernel("Sum", since=6, factory=True, inplace=True)
+@kernel("Sum", since=8, factory=True, inplace=True)
+@kernel("Sum", since=13, factory=True, inplace=True)
 def sum_(ctx, *, consumed_inputs=None):
     """Sum (broadcasting since 8)."""
     return _fold(ctx, ctx.xp.add)

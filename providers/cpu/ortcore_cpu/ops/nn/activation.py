@@ -45,14 +45,14 @@ def _softplus(xp: Any, x: Any) -> Any:
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-@kernel("Relu", since=1, factory=True)
-@kernel("Relu", since=6, factory=True)
-@kernel("Relu", since=13, factory=True)
-@kernel("Relu", since=14, factory=True)
+@kernel("Relu", since=1, factory=True, inplace=True)
+@kernel("Relu", since=6, factory=True, inplace=True)
+@kernel("Relu", since=13, factory=True, inplace=True)
+@kernel("Relu", since=14, factory=True, inplace=True)
 def relu(ctx, *, consumed_inputs=None):
     """Relu: max(x, 0), which keeps x's type (a Python 0 adopts it)."""
     maximum = ctx.xp.maximum
-    return keep_array(ctx, lambda x: maximum(x, 0))
+    return keep_array(ctx, lambda x, out=None: maximum(x, 0, out=out))
 
 
 @kernel("LeakyRelu", since=1, xp=True)
