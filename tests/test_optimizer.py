@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
@@ -164,3 +165,25 @@ def test_shared_intermediate_values_are_not_fused():
     y, z = sess.run(None, {"x": x})
     np.testing.assert_array_equal(y, x + 1)
     np.testing.assert_array_equal(z, -x)
+
+
+@pytest.mark.parametrize("act, attrs", [("LeakyRelu", {"alpha": 0.3}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4})])
+def test_gemm_activation_with_parameters_fuses_in_onnxruntime_spelling(tmp_path, act, attrs):
+    rng = np.random.default_rng(1)
+    model = make_model(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+         helper.make_node(act, ["g"], ["y"], **attrs)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5])],
+        [numpy_helper.from_array(rng.standard_normal((5, 6)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b")],
+    )
+    opts = ortcore.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    sess = ortcore.InferenceSession(model.SerializeToString(), opts)
+    assert _ops(sess) == ["FusedGemm"]
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    expected = _ort_run(model.SerializeToString(), {"x": x})[0]
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-6)
+    saved = open(opts.optimized_model_filepath, "rb").read()
+    np.testing.assert_allclose(_ort_run(saved, {"x": x})[0], expected, rtol=1e-4, atol=1e-6)

@@ -226,13 +226,11 @@ class ConvActivationFusion(GraphPass):
     def run(self, model: Model, ctx: OptimizeContext) -> int:
         m = _Matcher(model, ctx)
         fused = 0
-        for node, act in m.pairs(self.source, ACTIVATIONS):
+        for node, act in m.pairs(self.source, ACTIVATIONS if self.target == "FusedConv" else ACTIVATIONS - {"Clip"}):
             spec = _activation_of(m, act)
             if spec is None or not self._eligible(m, node) or not m.supports(node, MS_DOMAIN, self.target):
                 continue
-            attrs: dict[str, Any] = dict(node.attrs, activation=spec[0])
-            if spec[1]:
-                attrs["activation_params"] = spec[1]
+            attrs: dict[str, Any] = dict(node.attrs, activation=spec[0], **self._parameters(spec[1]))
             fused_node = Node(self.target, list(node.inputs), [act.outputs[0]], attrs, MS_DOMAIN,
                               name=node.name or act.outputs[0], attr_types=dict(node.attr_types))
             m.replace([node, act], fused_node)
@@ -243,12 +241,24 @@ class ConvActivationFusion(GraphPass):
     def _eligible(self, m: _Matcher, node: Node) -> bool:
         return True
 
+    @staticmethod
+    def _parameters(params: list[float]) -> dict[str, Any]:
+        return {"activation_params": params} if params else {}
+
 
 class GemmActivationFusion(ConvActivationFusion):
-    """Gemm followed by an activation -> com.microsoft FusedGemm."""
+    """Gemm followed by an activation -> com.microsoft FusedGemm.
+
+    FusedGemm spells the activation's parameters ``activation_alpha`` and
+    ``activation_beta`` (FusedConv takes one list) and has no Clip.
+    """
 
     name = "gemm_activation_fusion"
     source, target = "Gemm", "FusedGemm"
+
+    @staticmethod
+    def _parameters(params: list[float]) -> dict[str, Any]:
+        return dict(zip(("activation_alpha", "activation_beta"), params))
 
 
 class MatMulAddFusion(GraphPass):
