@@ -27,6 +27,12 @@ _LAZY = {
     "register_plugin": "ortcore.plugin",
     "unregister_plugin": "ortcore.plugin",
     "errors": "ortcore.errors",
+    "OpSpec": "ortcore.custom_ops",
+    "Param": "ortcore.custom_ops",
+    "Attr": "ortcore.custom_ops",
+    "ShapeContext": "ortcore.custom_ops",
+    "make_model": "ortcore.custom_ops",
+    "register_custom_ops": "ortcore.custom_ops",
 }
 _ERRORS = {
     "OrtCoreError", "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError",

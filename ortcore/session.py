@@ -417,15 +417,14 @@ class InferenceSession:
 
 
 def _register_op_schemas(pm: PluginManager) -> None:
-    """Register plugin op schemas with onnx.defs once per plugin manager."""
+    """Register plugin op schemas with onnx.defs once per plugin manager.
+
+    This runs before the model is loaded, so onnx's shape inference on load
+    runs the schemas' Python inference functions (see ortcore.custom_ops).
+    """
     if getattr(pm, "_schemas_registered", False):
         return
-    import onnx.defs
+    from ortcore.custom_ops import register_schemas
 
-    for schema in pm.op_schemas():
-        try:
-            if not onnx.defs.has(schema.name, schema.domain):
-                onnx.defs.register_schema(schema)
-        except Exception as exc:  # noqa: BLE001 - a bad schema is that plugin's failure
-            log.warning("could not register op schema %s::%s: %s", schema.domain, schema.name, exc)
+    register_schemas(pm.op_schemas())
     pm._schemas_registered = True

@@ -28,10 +28,12 @@ SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) unsupported, (\d+) xfa
 
 
 def _repo_providers() -> list[str]:
+    """Providers shipped in this repository: under providers/ and the provider examples."""
     providers = ortcore.get_plugin_manager().providers()
+    roots = [REPO / "providers", REPO / "plugins-examples"]
     return [
         name for name, info in providers.items()
-        if Path(sys.modules[info.cls.__module__].__file__).resolve().is_relative_to(REPO / "providers")
+        if any(Path(sys.modules[info.cls.__module__].__file__).resolve().is_relative_to(root) for root in roots)
     ]
 
 

@@ -13,7 +13,7 @@ import onnx.inliner
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, helper, numpy_helper
 
-from ortcore.errors import InvalidGraph, InvalidProtobuf, NoSuchFile
+from ortcore.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, OrtCoreError
 from ortcore.ir.core import Graph, Model, Node, TensorType, Value
 
 __all__ = ["load_model", "model_from_proto", "model_to_proto", "graph_from_proto"]
@@ -94,6 +94,8 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(
             proto, check_type=False, strict_mode=False, data_prop=True
         )
+    except OrtCoreError:  # a custom op's inference function rejected an input (ortcore.custom_ops)
+        raise
     except Exception as exc:  # noqa: BLE001 - inference is advisory; the session validates
         log.warning("onnx shape inference failed, continuing with declared types: %s", exc)
         return proto
