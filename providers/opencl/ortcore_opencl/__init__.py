@@ -1,0 +1,3 @@
+"""ortcore-opencl: the OpenCLExecutionProvider (OpenCL C kernels through PyOpenCL)."""
+
+__version__ = "0.1.0"
