@@ -138,10 +138,20 @@ def _merge_dims(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple
     return [1] * pad + dims, [[0] * pad + o for o in out]
 
 
-def _index_code(names: Sequence[str]) -> list[str]:
-    """C lines turning ``g`` into one offset per operand from dims d0.. and strides <name>_s0.."""
-    lines = ["int r = g;"] + [f"int {n} = 0;" for n in names]
-    for k in reversed(range(MAX_RANK)):
+# 2-D launch over (innermost dim, rows): the row's offsets are the same for every
+# work-item of a row, so the device computes the divisions once per row, not per element.
+_ROW_PROLOGUE = [
+    "const int i = get_global_id(0);",
+    "const int j = get_global_id(1);",
+    f"const int g = j * d{MAX_RANK - 1} + i;",
+]
+
+
+def _row_index_code(names: Sequence[str]) -> list[str]:
+    """C lines giving one element offset per operand: ``j`` walks the outer dims, ``i`` the last one."""
+    last = MAX_RANK - 1
+    lines = ["int r = j;"] + [f"int {n} = i * {n}_s{last};" for n in names]
+    for k in reversed(range(last)):
         lines.append(f"{{ const int c = r % d{k}; r /= d{k};" + "".join(f" {n} += c * {n}_s{k};" for n in names) + " }")
     return lines
 
@@ -250,15 +260,15 @@ class ElementwiseKernel:
                 lines.append(f"const {compute_type(dt)} a{k} = {load};")
             return lines
 
-        def kernel(name: str, extra: list[str], index_lines: list[str], index: str) -> str:
+        def kernel(name: str, extra: list[str], index_lines: list[str], index: str, prologue: list[str] | None = None) -> str:
             sig = ", ".join(args + ["const int n"] + extra + params)
-            lines = ["const int g = get_global_id(0);", "if (g >= n) return;"]
+            lines = prologue or ["const int g = get_global_id(0);", "if (g >= n) return;"]
             lines += index_lines + loads(index) + body + stores
             return f"__kernel void {name}({sig})\n{{\n    " + "\n    ".join(lines) + "\n}\n"
 
         flat = kernel("ew_flat", [f"const int st{k}" for k in range(n_in)], [], "g * st{k}")
         nd_extra = [_dims_params()] + [_stride_params(f"o{k}") for k in range(n_in)]
-        nd = kernel("ew_nd", nd_extra, _index_code([f"o{k}" for k in range(n_in)]), "o{k}")
+        nd = kernel("ew_nd", nd_extra, _row_index_code([f"o{k}" for k in range(n_in)]), "o{k}", _ROW_PROLOGUE[:])
         return "\n".join(head) + "\n" + flat + "\n" + nd
 
     def output_shape(self, arrays: Sequence[Array]) -> tuple[int, ...]:
@@ -286,7 +296,7 @@ class ElementwiseKernel:
             strides.append([0 if d == 1 else s for d, s in zip(padded, own)])
         dims, merged = _merge_dims(shape, strides)
         flat_strides = [np.int32(s) for m in merged for s in m]
-        rt.launch(self.nd, (n,), None, *bufs, np.int32(n), *map(np.int32, dims), *flat_strides, *self.params)
+        rt.launch(self.nd, (dims[-1], n // dims[-1]), None, *bufs, np.int32(n), *map(np.int32, dims), *flat_strides, *self.params)
         return outs
 
 
@@ -296,8 +306,8 @@ _COPY_SOURCE = """
 __kernel void strided_copy(__global T *dst, const int dst_off, __global const T *src, const int src_off,
                            const int n, {dims}, {dst_strides}, {src_strides})
 {{
-    const int g = get_global_id(0);
-    if (g >= n) return;
+    const int i = get_global_id(0);
+    const int j = get_global_id(1);
     {index}
     dst[dst_off + dd] = src[src_off + ss];
 }}
@@ -309,7 +319,7 @@ def _copy_kernel(rt: Runtime, itemsize: int) -> cl.Kernel:
         dims=_dims_params(),
         dst_strides=_stride_params("dd"),
         src_strides=_stride_params("ss"),
-        index="\n    ".join(_index_code(["dd", "ss"])),
+        index="\n    ".join(_row_index_code(["dd", "ss"])),
     )
     return rt.kernel(source, "strided_copy", (f"-DT={bits_type(itemsize)}",))
 
@@ -331,9 +341,18 @@ def strided_copy(
         return
     _check_size(max(n, dst.size, src.size), "strided copy")
     dims, (dd, ss) = _merge_dims(shape, [dst_strides, src_strides])
-    knl = _copy_kernel(rt, dst.dtype.itemsize)
+    item = dst.dtype.itemsize
+    outer = [(d, a, b) for d, a, b in zip(dims[:-1], dd[:-1], ss[:-1]) if d != 1]
+    if dd[-1] == 1 and ss[-1] == 1 and len(outer) <= 1 and dims[-1] >= 16:
+        # whole rows are contiguous on both sides: one driver copy (rectangular for many rows)
+        rows, dp, sp = outer[0] if outer else (1, 0, 0)
+        if rows == 1 or (dp >= dims[-1] and sp >= dims[-1]):
+            rt.copy(buffer_of(dst), buffer_of(src), dims[-1] * item, dst_offset * item, src_offset * item,
+                    rows, dp * item, sp * item)
+            return
+    knl = _copy_kernel(rt, item)
     rt.launch(
-        knl, (n,), None,
+        knl, (dims[-1], n // dims[-1]), None,
         buffer_of(dst), np.int32(dst_offset), buffer_of(src), np.int32(src_offset), np.int32(n),
         *map(np.int32, dims), *map(np.int32, dd), *map(np.int32, ss),
     )
