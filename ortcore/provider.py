@@ -109,6 +109,9 @@ class ExecutionProvider:
     def set_intra_op_threads(self, threads: int) -> None:
         """Use ``threads`` threads inside kernels (SessionOptions.intra_op_num_threads > 0)."""
 
+    def use_memory_arena(self) -> None:
+        """Keep freed memory for reuse by later allocations (SessionOptions.enable_cpu_mem_arena)."""
+
     # -- memory -------------------------------------------------------------------
     def from_host(self, array: np.ndarray) -> Any:
         """Move a host (numpy) array to this provider's device."""

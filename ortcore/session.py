@@ -187,6 +187,9 @@ class InferenceSession:
         if self._sess_options.intra_op_num_threads > 0:
             for provider in self._providers:
                 provider.set_intra_op_threads(int(self._sess_options.intra_op_num_threads))
+        if self._sess_options.enable_cpu_mem_arena:
+            for provider in self._providers:
+                provider.use_memory_arena()
         level = GraphOptimizationLevel(int(self._sess_options.graph_optimization_level))
         frozen = {a.name for a in self._overridable}
         self._optimization_log = optimize(model, level, self, frozen=frozen).log

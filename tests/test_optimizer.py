@@ -187,3 +187,117 @@ def test_gemm_activation_with_parameters_fuses_in_onnxruntime_spelling(tmp_path,
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-6)
     saved = open(opts.optimized_model_filepath, "rb").read()
     np.testing.assert_allclose(_ort_run(saved, {"x": x})[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def _check_against_onnxruntime(model, feeds, tmp_path, expected_ops, level=ortcore.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    """The optimized session has ``expected_ops``; it, the saved optimized model in onnxruntime
+    and the unoptimized session all match onnxruntime on the original model."""
+    opts = ortcore.SessionOptions()
+    opts.graph_optimization_level = level
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    sess = ortcore.InferenceSession(model.SerializeToString(), opts)
+    assert _ops(sess) == expected_ops
+    expected = _ort_run(model.SerializeToString(), feeds)
+    plain = _session(model, ortcore.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    saved = open(opts.optimized_model_filepath, "rb").read()
+    for got in (sess.run(None, feeds), plain.run(None, feeds), _ort_run(saved, feeds)):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale_shape", [(1, 4, 1, 1), (4, 1, 1), (1,), ()])
+def test_conv_mul_add_fold_into_conv_weights_and_bias(tmp_path, scale_shape):
+    """Conv -> BatchNormalization -> Mul -> Add (DenseNet's Caffe Scale layer) becomes one Conv."""
+    rng = np.random.default_rng(2)
+    c = lambda *s: rng.uniform(0.5, 1.5, s).astype(np.float32)  # noqa: E731
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("BatchNormalization", ["c", "s", "t", "mu", "var"], ["bn"]),
+            helper.make_node("Mul", ["k", "bn"], ["m"]),
+            helper.make_node("Add", ["m", "a"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 5, 5])],
+        [numpy_helper.from_array(v, n) for n, v in
+         dict(w=c(4, 3, 3, 3) - 1, b=c(4), s=c(4), t=c(4), mu=c(4) - 1, var=c(4),
+              k=c(*scale_shape), a=c(1, 4, 1, 1)).items()],
+    )
+    feeds = {"x": rng.standard_normal((2, 3, 5, 5)).astype(np.float32)}
+    _check_against_onnxruntime(model, feeds, tmp_path, ["Conv"], ortcore.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+
+
+def test_batchnorm_followed_by_mul_and_add_is_one_batchnorm(tmp_path):
+    """Pre-activation BN -> Mul -> Add -> Relu (not after a Conv) folds the affine ops into the BN."""
+    rng = np.random.default_rng(3)
+    c = lambda *s: rng.uniform(0.5, 1.5, s).astype(np.float32)  # noqa: E731
+    model = make_model(
+        [
+            helper.make_node("BatchNormalization", ["x", "s", "t", "mu", "var"], ["bn"], epsilon=1e-3),
+            helper.make_node("Mul", ["bn", "k"], ["m"]),
+            helper.make_node("Add", ["m", "a"], ["r"]),
+            helper.make_node("Relu", ["r"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 3, 3])],
+        [numpy_helper.from_array(v, n) for n, v in
+         dict(s=c(4), t=c(4) - 1, mu=c(4) - 1, var=c(4), k=c(4, 1, 1), a=c(4, 1, 1) - 1).items()],
+    )
+    feeds = {"x": rng.standard_normal((2, 4, 3, 3)).astype(np.float32)}
+    _check_against_onnxruntime(model, feeds, tmp_path, ["BatchNormalization", "Relu"])
+
+
+def test_affine_folds_leave_non_per_channel_constants_alone():
+    """A Mul by a constant that varies over space is not a per-channel scale: nothing is folded."""
+    rng = np.random.default_rng(4)
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("Mul", ["c", "k"], ["m"]),
+            helper.make_node("BatchNormalization", ["m", "s", "s", "s", "s"], ["bn"]),
+            helper.make_node("Mul", ["bn", "k"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [numpy_helper.from_array(rng.uniform(0.5, 1.5, (2, 2, 1, 1)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.uniform(0.5, 1.5, (1, 1, 3, 3)).astype(np.float32), "k"),
+         numpy_helper.from_array(np.ones(2, np.float32), "s")],
+    )
+    sess = _session(model, ortcore.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert _ops(sess) == ["Conv", "Mul", "BatchNormalization", "Mul"]
+    x = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], _ort_run(model.SerializeToString(), {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("add_op, z_first", [("Add", False), ("Sum", True)])
+def test_residual_conv_add_relu_becomes_fused_conv_with_z(tmp_path, add_op, z_first):
+    """Conv + Add/Sum(skip) + Relu -> FusedConv(X, W, B, Z); Z is computed after the Conv here."""
+    rng = np.random.default_rng(5)
+    w = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    conv = helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1])
+    skip = helper.make_node("Conv", ["x", "w2", "b2"], ["z"])
+    add = helper.make_node(add_op, ["z", "c"] if z_first else ["c", "z"], ["s"])
+    model = make_model(
+        [conv, skip, add, helper.make_node("Relu", ["s"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 6, 6])],
+        [numpy_helper.from_array(w(4, 3, 3, 3), "w1"), numpy_helper.from_array(w(4, 3, 1, 1), "w2"),
+         numpy_helper.from_array(w(4), "b2")],
+    )
+    feeds = {"x": w(2, 3, 6, 6)}
+    _check_against_onnxruntime(model, feeds, tmp_path, ["Conv", "FusedConv"])
+
+
+def test_residual_add_that_broadcasts_is_not_fused_into_conv():
+    """Z must have the Conv output's shape: a broadcasting Add stays an Add."""
+    rng = np.random.default_rng(6)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "z"], ["s"]),
+         helper.make_node("Relu", ["s"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [numpy_helper.from_array(rng.standard_normal((2, 2, 1, 1)).astype(np.float32), "w")],
+    )
+    assert _ops(_session(model, ortcore.GraphOptimizationLevel.ORT_ENABLE_ALL)) == ["Conv", "Add", "Relu"]

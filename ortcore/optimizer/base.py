@@ -47,9 +47,12 @@ def builtin_passes() -> list[GraphPass]:
         TransposeFusion,
     )
     from ortcore.optimizer.fusions import (
+        BatchNormAffineFusion,
         ConvActivationFusion,
+        ConvAddActivationFusion,
         ConvAddFusion,
         ConvBatchNormFusion,
+        ConvMulFusion,
         GemmActivationFusion,
         MatMulAddFusion,
     )
@@ -79,8 +82,11 @@ def builtin_passes() -> list[GraphPass]:
         # Skip fusion that consumes them
         QDQFusion(),
         ConvBatchNormFusion(),
+        ConvMulFusion(),
         ConvAddFusion(),
+        BatchNormAffineFusion(),
         ConvActivationFusion(),
+        ConvAddActivationFusion(),
         MatMulAddFusion(),
         GemmActivationFusion(),
         GeluFusion(),

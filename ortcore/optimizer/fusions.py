@@ -1,5 +1,6 @@
-"""Extended-level fusions: fold BatchNormalization and bias Adds into Conv, fuse
-activations into Conv/Gemm, and turn MatMul+Add into Gemm.
+"""Extended-level fusions: fold BatchNormalization, per-channel Mul and bias Adds
+into Conv, per-channel Mul/Add into BatchNormalization, fuse activations (and a
+residual Add) into Conv/Gemm, and turn MatMul+Add into Gemm.
 
 Fused ops use onnxruntime's ``com.microsoft`` names and attributes, so a saved
 optimized model still loads in onnxruntime. A fusion into a ``com.microsoft``
@@ -20,7 +21,16 @@ from ortcore.optimizer.base import GraphPass, OptimizeContext
 from ortcore.options import GraphOptimizationLevel
 from ortcore.partition import opset_for
 
-__all__ = ["ConvBatchNormFusion", "ConvAddFusion", "ConvActivationFusion", "MatMulAddFusion", "GemmActivationFusion"]
+__all__ = [
+    "BatchNormAffineFusion",
+    "ConvActivationFusion",
+    "ConvAddActivationFusion",
+    "ConvAddFusion",
+    "ConvBatchNormFusion",
+    "ConvMulFusion",
+    "GemmActivationFusion",
+    "MatMulAddFusion",
+]
 
 MS_DOMAIN = "com.microsoft"
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -129,10 +139,8 @@ class ConvBatchNormFusion(GraphPass):
         fused = 0
         for conv, bn in m.pairs("Conv", {"BatchNormalization"}):
             parts = _conv_parts(m, conv)
-            params = [m.constant(n) for n in bn.inputs[1:5]]
-            if parts is None or any(p is None for p in params) or len(params) != 4:
-                continue
-            if any(o for o in bn.outputs[1:]) or bn.attrs.get("training_mode", 0) or not bn.attrs.get("spatial", 1):
+            params = _inference_batchnorm(m, bn)
+            if parts is None or params is None:
                 continue
             weight, bias = parts
             scale, beta, mean, var = (p.astype(np.float64) for p in params)
@@ -150,14 +158,55 @@ class ConvBatchNormFusion(GraphPass):
 
 
 def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
-    """``value`` as a [channels] vector if it broadcasts along axis 1 of a rank-``rank`` tensor."""
+    """``value`` as a [channels] vector if it broadcasts along axis 1 of a rank-``rank`` tensor.
+
+    A single element broadcasts to every channel; anything else must be laid
+    out along axis 1 only, and no constant may add dimensions to the result.
+    """
     shape = value.shape
-    if len(shape) > rank or value.size != channels:
+    if len(shape) > rank:
+        return None
+    if value.size == 1:
+        return np.full(channels, value.reshape(()), dtype=value.dtype)
+    if value.size != channels:
         return None
     padded = (1,) * (rank - len(shape)) + tuple(shape)
     if padded[1] != channels or any(d != 1 for i, d in enumerate(padded) if i != 1):
         return None
     return value.reshape(channels)
+
+
+def _other_input(node: Node, value: str) -> str:
+    """The operand of a binary ``node`` that is not ``value``."""
+    return node.inputs[1] if node.inputs[0] == value else node.inputs[0]
+
+
+class ConvMulFusion(GraphPass):
+    """Conv followed by a Mul with a per-channel constant -> Conv with scaled weights and bias."""
+
+    name = "conv_mul_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for conv, mul in m.pairs("Conv", {"Mul"}):
+            parts = _conv_parts(m, conv)
+            factor = m.constant(_other_input(mul, conv.outputs[0]))
+            if parts is None or factor is None or factor.dtype != parts[0].dtype or len(set(mul.inputs)) != 2:
+                continue
+            weight, bias = parts
+            vector = _per_channel(factor, weight.shape[0], weight.ndim)
+            if vector is None:
+                continue
+            wide = vector.astype(np.float64)
+            new_w = weight.astype(np.float64) * wide.reshape((-1,) + (1,) * (weight.ndim - 1))
+            new_b = (bias.astype(np.float64) if bias is not None else np.zeros(weight.shape[0])) * wide
+            _set_conv_params(m, conv, new_w.astype(weight.dtype), new_b.astype(weight.dtype))
+            conv.outputs = [mul.outputs[0]]
+            m.graph.nodes = remove_nodes(m.graph.nodes, [mul])
+            fused += 1
+        return fused
 
 
 class ConvAddFusion(GraphPass):
@@ -171,9 +220,8 @@ class ConvAddFusion(GraphPass):
         fused = 0
         for conv, add in m.pairs("Conv", {"Add"}):
             parts = _conv_parts(m, conv)
-            other = add.inputs[1] if add.inputs[0] == conv.outputs[0] else add.inputs[0]
-            addend = m.constant(other)
-            if parts is None or addend is None or addend.dtype != parts[0].dtype:
+            addend = m.constant(_other_input(add, conv.outputs[0]))
+            if parts is None or addend is None or addend.dtype != parts[0].dtype or len(set(add.inputs)) != 2:
                 continue
             weight, bias = parts
             vector = _per_channel(addend, weight.shape[0], weight.ndim)
@@ -183,6 +231,60 @@ class ConvAddFusion(GraphPass):
             _set_conv_params(m, conv, weight, new_b.astype(weight.dtype))
             conv.outputs = [add.outputs[0]]
             m.graph.nodes = remove_nodes(m.graph.nodes, [add])
+            fused += 1
+        return fused
+
+
+def _inference_batchnorm(m: _Matcher, bn: Node) -> list[np.ndarray] | None:
+    """(scale, bias, mean, var) of a BatchNormalization in inference form with constant parameters."""
+    params = [m.constant(n) for n in bn.inputs[1:5]]
+    if len(params) != 4 or any(p is None for p in params):
+        return None
+    if any(o for o in bn.outputs[1:]) or bn.attrs.get("training_mode", 0) or not bn.attrs.get("spatial", 1):
+        return None
+    return params  # type: ignore[return-value]
+
+
+class BatchNormAffineFusion(GraphPass):
+    """BatchNormalization followed by Mul/Add with per-channel constants -> one BatchNormalization.
+
+    Inference BatchNormalization is ``x * s + t`` per channel, so a following
+    ``* a`` or ``+ b`` (Caffe's Scale layer, as exported in DenseNet) only
+    changes its scale and bias: ``scale * a``, ``bias * a``, ``bias + b``.
+    Mean, variance and epsilon are kept, so the result is a plain ONNX node.
+    """
+
+    name = "batchnorm_affine_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for bn, op in m.pairs("BatchNormalization", {"Mul", "Add"}):
+            params = _inference_batchnorm(m, bn)
+            x_type = m.types.get(bn.inputs[0])
+            constant = m.constant(_other_input(op, bn.outputs[0]))
+            if params is None or x_type is None or x_type.rank is None or constant is None:
+                continue
+            if constant.dtype != params[0].dtype or len(set(op.inputs)) != 2:
+                continue
+            scale, bias = params[0], params[1]
+            vector = _per_channel(constant, scale.shape[0], max(x_type.rank, 2))
+            if vector is None:
+                continue
+            if op.op_type == "Mul":
+                scale, bias = scale * vector, bias * vector
+            else:
+                bias = bias + vector
+            name = bn.name or bn.outputs[0]
+            bn.inputs = [
+                bn.inputs[0],
+                m.add_initializer(f"{name}_scale_fused", scale.astype(params[0].dtype)),
+                m.add_initializer(f"{name}_bias_fused", bias.astype(params[1].dtype)),
+                *bn.inputs[3:5],
+            ]
+            bn.outputs = [op.outputs[0]]
+            m.graph.nodes = remove_nodes(m.graph.nodes, [op])
             fused += 1
         return fused
 
@@ -244,6 +346,52 @@ class ConvActivationFusion(GraphPass):
     @staticmethod
     def _parameters(params: list[float]) -> dict[str, Any]:
         return {"activation_params": params} if params else {}
+
+
+class ConvAddActivationFusion(GraphPass):
+    """Conv + Add of another tensor of the same shape + activation -> FusedConv with input Z.
+
+    onnxruntime's FusedConv computes ``activation(Conv(X, W, B) + Z)``; this is
+    the residual connection of ResNet-style blocks (the Add may be a Sum of two).
+    """
+
+    name = "conv_add_activation_fusion"
+    level = GraphOptimizationLevel.ORT_ENABLE_ALL
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        taken: set[int] = set()  # Adds already fused (both operands may be Convs)
+        for conv, add in m.pairs("Conv", {"Add", "Sum"}):
+            if id(add) in taken or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+                continue
+            act = m.sole_consumer(add.outputs[0])
+            spec = _activation_of(m, act) if act is not None and act.domain in ("", "ai.onnx") else None
+            z = _other_input(add, conv.outputs[0])
+            if spec is None or not self._same_static_type(m, z, conv.outputs[0]):
+                continue
+            if not m.supports(conv, MS_DOMAIN, "FusedConv"):
+                continue
+            bias = conv.inputs[2] if len(conv.inputs) > 2 else ""
+            attrs: dict[str, Any] = dict(conv.attrs, activation=spec[0])
+            if spec[1]:
+                attrs["activation_params"] = spec[1]
+            fused_node = Node("FusedConv", [conv.inputs[0], conv.inputs[1], bias, z], [act.outputs[0]], attrs,
+                              MS_DOMAIN, name=conv.name or act.outputs[0], attr_types=dict(conv.attr_types))
+            # Z may be computed after the Conv: the fused node goes where the activation was.
+            m.replace([act, conv, add], fused_node)
+            taken.add(id(add))
+            model.opset_imports.setdefault(MS_DOMAIN, 1)
+            fused += 1
+        return fused
+
+    @staticmethod
+    def _same_static_type(m: _Matcher, a: str, b: str) -> bool:
+        """Both values have the same dtype and the same fully known shape (no broadcasting in the Add)."""
+        ta, tb = m.types.get(a), m.types.get(b)
+        if ta is None or tb is None or ta.dtype != tb.dtype or ta.shape is None or ta.shape != tb.shape:
+            return False
+        return all(isinstance(d, int) for d in ta.shape)
 
 
 class GemmActivationFusion(ConvActivationFusion):

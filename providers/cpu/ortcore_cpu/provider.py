@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 
 from ortcore.kernels import KernelRegistry
 from ortcore.provider import ExecutionProvider
+
+log = logging.getLogger("ortcore.cpu")
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,3 +40,11 @@ class CPUExecutionProvider(ExecutionProvider):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads)
+
+    def use_memory_arena(self) -> None:
+        """Large numpy buffers are reused from the heap, not mapped afresh per run (see arena.py)."""
+        from ortcore_cpu import arena
+
+        on, reason = arena.enable()
+        if not on:
+            log.debug("CPU memory arena is off: %s", reason)
