@@ -3,9 +3,9 @@ into Conv, per-channel Mul/Add into BatchNormalization, fuse activations (and a
 residual Add) into Conv/Gemm, and turn MatMul+Add into Gemm.
 
 Fused ops use onnxruntime's ``com.microsoft`` names and attributes, so a saved
-optimized model still loads in onnxruntime. A fusion into a ``com.microsoft``
-op is only made when the provider that would run the original op also has a
-kernel for the fused one.
+optimized model still loads in onnxruntime. A fusion into a new op
+(``com.microsoft`` or Gemm) is only made when the provider that would run the
+original op also has a kernel for the fused one.
 """
 
 from __future__ import annotations
@@ -410,7 +410,11 @@ class GemmActivationFusion(ConvActivationFusion):
 
 
 class MatMulAddFusion(GraphPass):
-    """2-D MatMul with a constant right operand followed by a bias Add -> Gemm."""
+    """2-D MatMul with a constant right operand followed by a bias Add -> Gemm.
+
+    Made only when the provider that would run the MatMul also runs Gemm, so a
+    provider with MatMul and Add kernels but no Gemm keeps both nodes.
+    """
 
     name = "matmul_add_fusion"
     level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -430,6 +434,8 @@ class MatMulAddFusion(GraphPass):
                 continue
             if c.ndim == 2 and c.shape[0] != 1:
                 continue  # a full [M, N] bias depends on the batch size; leave it
+            if not m.supports(matmul, "", "Gemm"):
+                continue  # the provider running this MatMul has no Gemm: keep the pair on it
             gemm = Node("Gemm", [matmul.inputs[0], matmul.inputs[1], other], [add.outputs[0]],
                         {}, "", name=matmul.name or add.outputs[0])
             m.replace([matmul, add], gemm)
