@@ -20,6 +20,7 @@ from onnx.reference import ReferenceEvaluator
 import ortcore
 from ortcore.dtypes import onnx_elem_type
 from ortcore.testing import compare_outputs
+from ortcore_cpu.ops.nn import conv as conv_ops
 
 RNG = np.random.default_rng(7)
 
@@ -222,22 +223,108 @@ def window_conv(x, w, pads):
     return (cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)).transpose(0, 3, 1, 2)
 
 
+def window_pads(attrs):
+    """The explicit ``[top, left, bottom, right]`` pads of a 3x3 stride-1 conv's attributes."""
+    if attrs.get("auto_pad") in ("SAME_UPPER", "SAME_LOWER"):
+        return [1, 1, 1, 1]  # a 3x3 window at stride 1 needs 2 per axis, split evenly
+    return attrs.get("pads", [0, 0, 0, 0])
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """Records the Winograd variant (output tile size) of every Winograd conv that runs."""
+    calls = []
+    winograd = conv_ops._winograd
+
+    def spy(x, wp, win, tiles):
+        calls.append(tiles.m)
+        return winograd(x, wp, win, tiles)
+
+    monkeypatch.setattr(conv_ops, "_winograd", spy)
+    return calls
+
+
+@pytest.mark.parametrize("tiles", ["_F2", "_F4"])
 @pytest.mark.parametrize(
-    "x_shape, m, pads",
+    "x_shape, m, attrs",
     [
-        ((1, 384, 13, 14), 400, [1, 1, 1, 1]),  # odd output height: the last tile row is cropped
-        ((2, 512, 11, 11), 384, [0, 2, 1, 0]),  # batch 2, asymmetric pads
-        ((1, 400, 16, 16), 512, [2, 2, 2, 2]),
+        ((1, 5, 7, 7), 6, {"pads": [1, 1, 1, 1]}),
+        ((2, 3, 13, 13), 4, {"pads": [0, 2, 1, 0]}),  # batch 2, asymmetric pads
+        ((1, 16, 15, 17), 3, {"pads": [2, 1, 0, 2]}),  # many channels per tile column
+        ((1, 4, 9, 6), 5, {"auto_pad": "SAME_UPPER"}),
+        ((1, 4, 10, 11), 2, {"auto_pad": "VALID"}),
+        ((1, 2, 5, 4), 3, {}),  # no pads, partial tiles only
     ],
 )
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_conv_wide_3x3_winograd_path(x_shape, m, pads, with_bias):
-    """3x3 stride-1 convs with 384+ channels go through Winograd F(2x2, 3x3)."""
+def test_conv_winograd_odd_shapes(monkeypatch, winograd_calls, tiles, x_shape, m, attrs, with_bias):
+    """Winograd F(2x2) and F(4x4) forced on odd sizes, pads and batches vs the direct loop."""
+    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    x, w, b = rand(x_shape), rand((m, x_shape[1], 3, 3)), rand((m,))
+    expected = direct_conv(x, w, b if with_bias else None, pads=window_pads(attrs))
+    check("Conv", [x, w, b] if with_bias else [x, w], attrs, expected=expected, rtol=1e-3, atol=1e-4)
+    assert winograd_calls == [getattr(conv_ops, tiles).m]
+
+
+@pytest.mark.parametrize("tiles", ["_F2", "_F4"])
+@pytest.mark.parametrize("x_shape, m", [((2, 40, 13, 11), 24), ((1, 6, 30, 17), 33)])
+def test_conv_winograd_blocks_and_chunks(monkeypatch, winograd_calls, tiles, x_shape, m):
+    """Tiny block and chunk budgets: many tile-row blocks, input and output chunks, both gather layouts."""
+    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    monkeypatch.setattr(conv_ops, "_WINO_BLOCK_BYTES", 20_000)
+    monkeypatch.setattr(conv_ops, "_WINO_CHUNK_BYTES", 3_000)
+    x, w, b = rand(x_shape), rand((m, x_shape[1], 3, 3)) * 0.2, rand((m,))
+    pads = [1, 0, 2, 1]
+    check("Conv", [x, w, b], {"pads": pads}, expected=window_conv(x, w, pads) + b.reshape(-1, 1, 1), atol=1e-4)
+    assert winograd_calls == [getattr(conv_ops, tiles).m]
+
+
+@pytest.mark.parametrize("tiles", ["_F2", "_F4"])
+def test_conv_winograd_float64(monkeypatch, winograd_calls, tiles):
+    """float64 runs the transforms and GEMMs in float64: errors near float64 rounding."""
+    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    x, w, b = rand((1, 12, 11, 13), np.float64), rand((7, 12, 3, 3), np.float64), rand((7,), np.float64)
+    expected = direct_conv(x, w, b, pads=[1, 2, 1, 0])
+    check("Conv", [x, w, b], {"pads": [1, 2, 1, 0]}, expected=expected, rtol=1e-10, atol=1e-10)
+    assert winograd_calls == [getattr(conv_ops, tiles).m]
+
+
+@pytest.mark.parametrize("with_z", [False, True])
+def test_fused_conv_winograd(monkeypatch, winograd_calls, with_z):
+    """FusedConv adds Z and applies the activation to the Winograd output."""
+    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: conv_ops._F4)
+    x, w, b = rand((1, 6, 10, 9)), rand((5, 6, 3, 3)), rand((5,))
+    z = rand((1, 5, 10, 9)) if with_z else None
+    attrs = {"pads": [1, 1, 1, 1], "activation": "LeakyRelu", "activation_params": [0.1]}
+    v = direct_conv(x, w, b, pads=[1, 1, 1, 1]) + (z if with_z else 0)
+    (y,), _, _ = run("FusedConv", [x, w, b, z], attrs, opset=22, domain="com.microsoft")
+    compare_outputs(np.where(v < 0, 0.1 * v, v).astype(np.float32), y, rtol=1e-3, atol=1e-4, name="FusedConv")
+    assert winograd_calls == [4]
+
+
+@pytest.mark.parametrize(
+    "x_shape, m, pads, variant",
+    [
+        ((1, 128, 28, 28), 128, [1, 1, 1, 1], 4),  # F(4x4): ResNet-50's 28x28 stage
+        ((1, 64, 55, 57), 192, [1, 1, 1, 1], 4),  # wide image: channels-outer gather
+        ((1, 64, 56, 56), 64, [1, 1, 1, 1], None),  # h = 32: no faster inside ResNet-50
+        ((1, 256, 14, 14), 256, [1, 1, 1, 1], 2),  # F(2x2): 16 tiles of 4x4 are too few
+        ((1, 32, 28, 28), 128, [1, 1, 1, 1], None),  # too few channels: GEMM
+        ((1, 512, 7, 7), 512, [1, 1, 1, 1], None),  # too few tiles: GEMM
+        ((1, 128, 28, 28), 128, [0, 0, 0, 0], 4),
+    ],
+)
+@pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
+def test_conv_winograd_selection(winograd_calls, x_shape, m, pads, variant, constant):
+    """The rule picks F(4x4), F(2x2) or neither from channels and tiles; results stay accurate."""
     x = rand(x_shape)
     w = rand((m, x_shape[1], 3, 3)) * np.float32((2 / (9 * x_shape[1])) ** 0.5)
     b = rand((m,))
-    expected = window_conv(x, w, pads) + (b.reshape(-1, 1, 1) if with_bias else 0)
-    check("Conv", [x, w, b] if with_bias else [x, w], {"pads": pads}, expected=expected, rtol=1e-3, atol=1e-4)
+    expected = window_conv(x, w, pads) + b.reshape(-1, 1, 1)
+    y = check("Conv", [x, w, b], {"pads": pads}, constant=constant, expected=expected, rtol=1e-3, atol=1e-4)
+    assert winograd_calls == ([variant] if variant else [])
+    # max error relative to the largest output: F(4x4) in float32 stays near 1e-5
+    assert np.abs(y - expected).max() <= 2e-5 * np.abs(expected).max()
 
 
 def test_conv_does_not_modify_inputs():
@@ -345,6 +432,20 @@ def test_conv_integer_per_channel_zero_point(dtypes):
     (y,), _, _ = run("ConvInteger", [x, w, xz, wz], attrs, opset=10, constant=(1, 3))
     assert y.dtype == np.int32
     np.testing.assert_array_equal(y, expected.astype(np.int64))
+
+
+def test_conv_integer_winograd_is_exact(winograd_calls):
+    """ConvInteger runs in float64; through Winograd its sums of 8-bit products still round exactly."""
+    x = RNG.integers(0, 256, (1, 128, 28, 28)).astype(np.uint8)
+    w = RNG.integers(-128, 128, (96, 128, 3, 3)).astype(np.int8)
+    xp = np.pad(x.astype(np.int64) - 7, [(0, 0), (0, 0), (1, 1), (1, 1)])
+    expected = sum(
+        np.einsum("nchw,mc->nmhw", xp[:, :, i : i + 28, j : j + 28], w[:, :, i, j].astype(np.int64))
+        for i, j in itertools.product(range(3), range(3))
+    )
+    (y,), _, _ = run("ConvInteger", [x, w, np.array(7, np.uint8)], {"pads": [1, 1, 1, 1]}, opset=10, constant=(1,))
+    np.testing.assert_array_equal(y, expected)
+    assert winograd_calls == [4]
 
 
 # -- com.microsoft FusedConv -------------------------------------------------------------------

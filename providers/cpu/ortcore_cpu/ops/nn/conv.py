@@ -6,7 +6,8 @@ once per input shape. The Conv paths, chosen per call from the shapes:
 * pointwise (1x1, stride 1, no pads): one GEMM on the input itself;
 * depthwise (one input channel per group): a sum over kernel taps of shifted
   views times per-channel weights, laid out so numpy's inner loops are long;
-* 3x3 stride 1 with 512-ish channels: Winograd F(2x2, 3x3), 2.25x fewer flops;
+* 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3) (4x fewer
+  multiplies than direct), or F(2x2, 3x3) (2.25x fewer) on small images;
 * few outputs (stride 1, M/group <= C/group / 2): "kn2row", one GEMM of every
   tap's weights with the flattened padded image, then shifted sums;
 * general: im2col through a strided view (one copy, with a row of ones that
@@ -23,6 +24,7 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ortcore.errors import InvalidArgument
 from ortcore_cpu.ops.nn._spatial import Window, pad_input, patches, taps, window
@@ -33,8 +35,61 @@ _FLOAT = (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)
 _COLS_BLOCK_BYTES = 4 << 20
 
 
-# Winograd F(2x2, 3x3) kernel transform (Lavin & Gray, 2015)
-_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+class _Tiles:
+    """One Winograd F(m x m, 3x3) variant: ``m x m`` outputs from ``n x n`` inputs, n = m + 2.
+
+    ``bt`` (input), ``g`` (kernel) and ``at`` (output) are the 1-D transforms
+    (Lavin & Gray, 2015); ``bt (x) bt`` transforms a flattened input tile in
+    one GEMM. Column 1 of ``at`` is all ones, so adding the bias to transformed
+    element ``(1, 1)`` adds it to every output of the tile.
+    """
+
+    def __init__(self, bt: list[list[float]], g: list[list[float]], at: list[list[float]]) -> None:
+        self.bt, self.g, self.at = (np.array(a, dtype=np.float64) for a in (bt, g, at))
+        self.m, self.n = self.at.shape
+        if not np.all(self.at[:, 1] == 1):
+            raise AssertionError("the bias trick needs a column of ones in A^T")
+        self._cast: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def transforms(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(bt (x) bt, at, at^T)`` in ``dtype``."""
+        cast = self._cast.get(dtype)
+        if cast is None:
+            at = self.at.astype(dtype)
+            cast = self._cast[dtype] = (np.kron(self.bt, self.bt).astype(dtype), at, np.ascontiguousarray(at.T))
+        return cast
+
+
+_F2 = _Tiles(
+    [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+    [[1, 1, 1, 0], [0, 1, -1, -1]],
+)
+# points 0, 1, -1, 1/2, -2 and infinity: a 2.5x smaller max error (1/1.5 RMS)
+# than the usual 0, 1, -1, 2, -2 in float32 (measured on 28x28 512->256)
+_F4 = _Tiles(
+    [
+        [1, -3 / 2, -2, 3 / 2, 1, 0],
+        [0, -1, 1 / 2, 5 / 2, 1, 0],
+        [0, 1, -5 / 2, 1 / 2, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 1 / 2, -1, -1 / 2, 1, 0],
+        [0, 1, -3 / 2, -2, 3 / 2, 1],
+    ],
+    [
+        [1, 0, 0],
+        [1 / 3, 1 / 3, 1 / 3],
+        [-1 / 3, 1 / 3, -1 / 3],
+        [-16 / 15, -8 / 15, -4 / 15],
+        [1 / 15, -2 / 15, 4 / 15],
+        [0, 0, 1],
+    ],
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 1 / 2, -2, 0], [0, 1, 1, 1 / 4, 4, 0], [0, 1, -1, 1 / 8, -8, 1]],
+)
+# Winograd works in blocks of tile rows whose transformed input fits in this many
+# bytes, and runs its memory-bound transforms in chunks of about _WINO_CHUNK_BYTES
+_WINO_BLOCK_BYTES = 16 << 20
+_WINO_CHUNK_BYTES = 2 << 20
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -67,19 +122,22 @@ class _Weights:
             self.mat_bias = np.ascontiguousarray(np.concatenate([self.mat, column], axis=2))
         self._w = w
         self._tap_major: np.ndarray | None = None
-        self._winograd: np.ndarray | None = None
+        self._winograd: dict[int, np.ndarray] = {}
         self.depthwise = w.shape[1] == 1 and group > 1
         if self.depthwise:
             self.taps_last = np.ascontiguousarray(w.reshape(m, -1).T)  # [taps, M]
             self.taps = self.taps_last.reshape(-1, m, *(1,) * nd)  # broadcasts over NCHW
 
-    @property
-    def winograd(self) -> np.ndarray:
-        """``[16, M, C]``: the 3x3 kernels in the Winograd F(2x2, 3x3) domain, G g G^T."""
-        if self._winograd is None:
-            u = np.einsum("ik,mckl,jl->ijmc", _WINO_G, self._w.astype(np.float64), _WINO_G)
-            self._winograd = np.ascontiguousarray(u.reshape(16, *self.shape[:2]).astype(self._w.dtype))
-        return self._winograd
+    def winograd(self, tiles: _Tiles) -> np.ndarray:
+        """``[n*n, M, C]``: the 3x3 kernels in the Winograd domain of ``tiles``, G g G^T.
+
+        Computed once per node in float64, then rounded to the compute dtype.
+        """
+        u = self._winograd.get(tiles.m)
+        if u is None:
+            u = np.einsum("ik,mckl,jl->ijmc", tiles.g, self._w.astype(np.float64), tiles.g)
+            u = self._winograd[tiles.m] = np.ascontiguousarray(u.reshape(-1, *self.shape[:2]).astype(self._w.dtype))
+        return u
 
     @property
     def tap_major(self) -> np.ndarray:
@@ -176,57 +234,121 @@ def _kn2row(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
     return _crop_rows(y.reshape(n, g * mg, length), padded, win)
 
 
-def _use_winograd(x: np.ndarray, wp: _Weights, win: Window) -> bool:
-    """3x3 stride-1 undilated 2-D convs with wide channels and enough tiles to be GEMM-bound.
+def _winograd_tiles(wp: _Weights, win: Window) -> _Tiles | None:
+    """The Winograd variant that beats the GEMM paths for this conv, or None.
 
-    F(2x2, 3x3) does 16 GEMMs of C per 2x2 output tile instead of 36; its input
-    and output transforms are elementwise passes that only pay off when C and
-    M are large (measured: 512 channels from 7x7 tiles up, not 256 or fewer).
+    Only 3x3 stride-1 undilated 2-D convs with one group. Per tile, Winograd
+    saves GEMM work in proportion to ``C*M`` but pays transforms in proportion
+    to ``C + M``, so the rule is on ``h = C*M / (C + M)`` and on the number of
+    tiles per image (the GEMMs get slow below about 49 tiles). Measured
+    (batch 1, 2 BLAS threads, 3x3 pad 1) against the im2col/kn2row GEMM, per
+    layer alone and inside the light models:
+
+    * F(4x4, 3x3) won from h = 48 with 49 tiles (28x28 128->128 0.74, 27x27
+      96->128 0.81, 55x55 64->192 0.90 alone, 0.72 inside Inception) and from
+      h = 40 with 196+ tiles (112x112 64->128 0.85), by 1.6-2x on the wide VGG
+      layers (56x56 256->256 0.52, 28x28 512->512 0.48); it lost below that
+      (28x28 64->128 1.03, 27x27 32->128 1.03, 56x56 128->32 1.27 against
+      kn2row) and on every image with 16 tiles or fewer (13x13, 7x7). At
+      h = 32 (56x56 64->64, 224x224 64->64) it won 5-15% alone but broke even
+      or lost inside ResNet-50 and VGG-19, so those stay on the GEMM.
+    * F(2x2, 3x3) won only on 13x13 to 24x24 images with h >= 128 (14x14
+      256->256 0.88, 512->512 0.82), not at h = 107 (13x13 160->320 1.05)
+      nor on 7x7 (512->512 1.23).
     """
     if wp.group != 1 or win.kernel != (3, 3) or win.strides != (1, 1) or win.dilations != (1, 1):
-        return False
-    tiles = x.shape[0] * -(-win.out[0] // 2) * -(-win.out[1] // 2)
-    return min(wp.shape[:2]) >= 384 and tiles >= 49
+        return None
+    m, c = wp.shape[:2]
+    h = c * m / (c + m)
+    tiles4 = math.prod(-(-o // 4) for o in win.out)
+    if tiles4 >= 49:
+        return _F4 if h >= 48 or (h >= 40 and tiles4 >= 196) else None
+    return _F2 if h >= 128 and math.prod(-(-o // 2) for o in win.out) >= 49 else None
 
 
-def _winograd(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
-    """Conv 3x3 (stride 1) by Winograd F(2x2, 3x3): transform tiles, 16 GEMMs, transform back."""
-    n, c = x.shape[:2]
+def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.ndarray:
+    """Conv 3x3 (stride 1) by Winograd F(m x m, 3x3), with the bias, in blocks of tile rows.
+
+    Per block of tile rows: gather the overlapping ``n x n`` input tiles of a
+    zero-padded copy into ``D`` (``n*n`` rows) and transform them with one GEMM,
+    ``V = (B^T (x) B^T) D``; do the ``n*n`` GEMMs ``Z_k = U_k V_k``; then
+    ``Y = A^T Z A`` as two GEMMs, the second writing each output row
+    contiguously so that the scatter into ``[N, M, H, W]`` is row copies.
+
+    The GEMMs want many tiles per block, but the gathers and transforms are
+    memory-bound, so they run in chunks of ``_WINO_CHUNK_BYTES`` (of channels
+    or tile rows on the way in, of output channels on the way out) whose
+    intermediates stay in cache. numpy copies pay per innermost run, so the
+    gather runs along tile columns, ``V [n*n, C, tiles]``, on wide images, and
+    along channels, ``V [n*n, tiles, C]`` (entering its GEMM transposed), when
+    there are 8 or more channels per tile column: measured 2x faster on 14x14
+    and 28x28 images with 128-512 channels, while the whole conv got slower
+    that way at 56x56 64->64.
+    """
+    nb, c = x.shape[:2]
     m = wp.shape[0]
-    th, tw = -(-win.out[0] // 2), -(-win.out[1] // 2)
-    # input with exactly the 4x4 tiles (stride 2) the 2x2 output tiles read
-    xp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    t, n = tiles.m, tiles.n
+    nn = n * n
+    oh, ow = win.out
+    th, tw = -(-oh // t), -(-ow // t)
+    dt, size = x.dtype, x.itemsize
+    kb, at, att = tiles.transforms(dt)
+    u = wp.winograd(tiles)
+    bias = None if wp.bias is None else wp.bias.reshape(m, 1)
+    # the padded input holds exactly the tiles; its borders are zeroed once per call
+    xp = np.empty((c, t * th + 2, t * tw + 2), dtype=dt)
     (bh, bw), (h, w) = win.begin, x.shape[2:]
-    h, w = min(h, 2 * th + 2 - bh), min(w, 2 * tw + 2 - bw)
-    xp[:, :, bh : bh + h, bw : bw + w] = x[:, :, :h, :w]
-    # V = B^T d B per tile, rows then columns; V is [4, 4, C, N, th, tw]
-    d = [xp[:, :, i : i + 2 * th : 2] for i in range(4)]
-    rows = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])
-    v = np.empty((4, 4, c, n, th, tw), dtype=x.dtype)
-    for i, r in enumerate(rows):
-        e = [r[..., j : j + 2 * tw : 2] for j in range(4)]
-        vi = v[i].transpose(0, 2, 1, 3, 4)  # [4, N, C, th, tw] view
-        np.subtract(e[0], e[2], out=vi[0])
-        np.add(e[1], e[2], out=vi[1])
-        np.subtract(e[2], e[1], out=vi[2])
-        np.subtract(e[1], e[3], out=vi[3])
-    z = np.matmul(wp.winograd, v.reshape(16, c, -1)).reshape(4, 4, m, n, th, tw)
-    # Y = A^T z A per tile, rows then columns, into the interleaved 2x2 outputs
-    s0 = z[0] + z[1]
-    s0 += z[2]
-    s1 = z[1] - z[2]
-    s1 -= z[3]
-    y = np.empty((n, m, 2 * th, 2 * tw), dtype=x.dtype)
-    for a, sa in enumerate((s0, s1)):
-        left = sa[0] + sa[1]
-        left += sa[2]
-        right = sa[1] - sa[2]
-        right -= sa[3]
-        y[:, :, a::2, 0::2] = left.transpose(1, 0, 2, 3)
-        y[:, :, a::2, 1::2] = right.transpose(1, 0, 2, 3)
-    if y.shape[2:] == win.out:
-        return y
-    return np.ascontiguousarray(y[:, :, : win.out[0], : win.out[1]])
+    h, w = min(h, xp.shape[1] - bh), min(w, xp.shape[2] - bw)
+    xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
+    rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
+    cap = rows * tw
+    channels_inner = c >= 8 * tw
+    # chunks: of tile rows or channels for the input transform, output channels for the output one
+    chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * (tw * c if channels_inner else cap)))
+    chunk_out = max(1, min(m, _WINO_CHUNK_BYTES // (t * n * cap * size)))
+    dbuf = np.empty(nn * (min(rows, chunk_in) * tw * c if channels_inner else min(c, chunk_in) * cap), dtype=dt)
+    vbuf = np.empty(nn * c * cap, dtype=dt)
+    zbuf = np.empty(nn * m * cap, dtype=dt)
+    sbuf = np.empty(t * n * chunk_out * cap, dtype=dt)
+    ybuf = np.empty(t * t * chunk_out * cap, dtype=dt)
+    y = np.empty((nb, m, oh, ow), dtype=dt)
+    s0, s1, s2 = xp.strides
+    for i in range(nb):
+        xp[:, bh : bh + h, bw : bw + w] = x[i, :, :h, :w]
+        for r0 in range(0, th, rows):
+            r = min(rows, th - r0)
+            k = r * tw
+            v = vbuf[: nn * c * k].reshape(nn, -1)
+            if channels_inner:
+                for q0 in range(0, r, chunk_in):
+                    q = min(chunk_in, r - q0)
+                    d = dbuf[: nn * q * tw * c].reshape(n, n, q, tw, c)
+                    np.copyto(d, as_strided(xp[:, t * (r0 + q0) :], d.shape, (s1, s2, t * s1, t * s2, s0)))
+                    np.matmul(kb, d.reshape(nn, -1), out=v[:, q0 * tw * c : (q0 + q) * tw * c])
+                v = v.reshape(nn, k, c).transpose(0, 2, 1)
+            else:
+                for c0 in range(0, c, chunk_in):
+                    cc = min(chunk_in, c - c0)
+                    d = dbuf[: nn * cc * k].reshape(n, n, cc, r, tw)
+                    np.copyto(d, as_strided(xp[c0:, t * r0 :], d.shape, (s1, s2, s0, t * s1, t * s2)))
+                    np.matmul(kb, d.reshape(nn, -1), out=v[:, c0 * k : (c0 + cc) * k])
+                v = v.reshape(nn, c, k)
+            z = np.matmul(u, v, out=zbuf[: nn * m * k].reshape(nn, m, k))
+            if bias is not None:
+                z[n + 1] += bias
+            zs = z.strides
+            for m0 in range(0, m, chunk_out):
+                mc = min(chunk_out, m - m0)
+                # rows of A^T per column b of the tile, [b, a, (M, k)] -> [b, t, (M, k)] ...
+                zb = as_strided(z[0, m0:], (n, n, mc * k), (zs[0], n * zs[0], zs[2]))
+                sb = np.matmul(at, zb, out=sbuf[: n * t * mc * k].reshape(n, t, -1))
+                # ... then columns: [t, (M, k), b] -> [t, (M, k), t] = [t, M, r, t * tw]
+                yt = np.matmul(sb.transpose(1, 2, 0), att, out=ybuf[: t * t * mc * k].reshape(t, -1, t))
+                yt = yt.reshape(t, mc, r, t * tw)
+                for a in range(t):
+                    dst = y[i, m0 : m0 + mc, t * r0 + a : t * (r0 + r) : t]
+                    np.copyto(dst, yt[a, :, : dst.shape[1], :ow])
+    return y
 
 
 def _flat_tap_sum(x: np.ndarray, tap_weights: np.ndarray, win: Window) -> np.ndarray:
@@ -338,8 +460,8 @@ def _conv(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
         return np.zeros((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
-    elif _use_winograd(x, wp, win):
-        y, bias_added = _winograd(x, wp, win), False
+    elif tiles := _winograd_tiles(wp, win):
+        y, bias_added = _winograd(x, wp, win, tiles), True
     elif _use_kn2row(wp, win):
         y, bias_added = _kn2row(x, wp, win), True
     else:
