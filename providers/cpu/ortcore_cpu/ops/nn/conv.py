@@ -449,15 +449,23 @@ def _use_kn2row(wp: _Weights, win: Window) -> bool:
     return all(s == 1 for s in win.strides) and math.prod(win.kernel) > 1 and 2 * (m // wp.group) <= cg
 
 
-def _conv(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
-    """Conv of ``x`` (already in the compute dtype) with packed weights and bias."""
+def _conv(
+    x: np.ndarray,
+    wp: _Weights,
+    win: Window,
+    z: np.ndarray | None = None,
+    act: Callable[[np.ndarray], object] | None = None,
+) -> np.ndarray:
+    """Conv of ``x`` (already in the compute dtype) with packed weights and bias, then ``act(y + z)``."""
     if x.shape[1] != wp.shape[1] * wp.group:
         raise InvalidArgument(
             f"Conv: input has {x.shape[1]} channels, weights {wp.shape} with group {wp.group} "
             f"expect {wp.shape[1] * wp.group}"
         )
     if x.size == 0:
-        return np.zeros((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
+        y = np.zeros((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
+        _epilogue(y, wp.bias, z, act)
+        return y
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
     elif tiles := _winograd_tiles(wp, win):
@@ -467,9 +475,20 @@ def _conv(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
-    if wp.bias is not None and not bias_added:
-        y += wp.bias
+    _epilogue(y, None if bias_added else wp.bias, z, act)
     return y
+
+
+def _epilogue(
+    y: np.ndarray, bias: np.ndarray | None, z: np.ndarray | None, act: Callable[[np.ndarray], object] | None
+) -> None:
+    """``y = act(y + bias + z)`` in place (FusedConv's Z and activation)."""
+    if bias is not None:
+        y += bias
+    if z is not None:
+        y += z
+    if act is not None:
+        act(y)
 
 
 class _ConvNode:
@@ -487,7 +506,14 @@ class _ConvNode:
         self.packed = _Weights(w, group, dtype, b) if w is not None and (b is not None or not b_given) else None
         self.windows: dict[tuple[int, ...], Window] = {}
 
-    def __call__(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None = None,
+        z: np.ndarray | None = None,
+        act: Callable[[np.ndarray], object] | None = None,
+    ) -> np.ndarray:
         cdt = compute_dtype(x.dtype)
         wp = (
             self.packed if self.packed is not None and self.packed.mat.dtype == cdt else _Weights(w, self.group, cdt, b)
@@ -496,7 +522,7 @@ class _ConvNode:
         if win is None:
             kernel_ = self.kernel_shape or tuple(w.shape[2:])
             win = self.windows[x.shape] = _conv_window(x.shape, kernel_, self.attrs)
-        return _conv(np.asarray(x, dtype=cdt), wp, win)
+        return _conv(np.asarray(x, dtype=cdt), wp, win, z, act)
 
 
 @kernel("Conv", since=1, dtypes=_FLOAT, factory=True)
@@ -522,12 +548,12 @@ def make_conv(
     return run
 
 
-def _activation(name: str, params: list[float] | None) -> Callable[[np.ndarray], None]:
+def _activation(name: str, params: list[float] | None) -> Callable[[np.ndarray], object] | None:
     """In-place activation of com.microsoft FusedConv (onnxruntime's contrib op)."""
     name = name.decode() if isinstance(name, bytes) else name
     p = list(params or [])
     if name in ("", "Identity"):
-        return lambda y: None
+        return None
     if name == "Relu":
         return lambda y: np.maximum(y, 0, out=y)
     if name == "LeakyRelu":
@@ -565,11 +591,7 @@ def make_fused_conv(
     act = _activation(activation, activation_params)
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
-        y = conv(x, w, b)
-        if z is not None:
-            y += z
-        act(y)
-        return y.astype(x.dtype, copy=False)
+        return conv(x, w, b, z, act).astype(x.dtype, copy=False)
 
     return run
 
