@@ -12,6 +12,7 @@ import ortcore
 from ortcore.testing import make_model
 
 N = 1 << 22  # 16 MiB of float32
+SMALL = 1 << 15  # 128 KiB of float32: large enough to be offered for reuse
 
 
 def _relu_chain(length: int):
@@ -45,21 +46,21 @@ def test_a_chain_of_ten_relus_needs_one_buffer():
 
 def test_a_buffer_another_live_value_views_is_not_overwritten():
     # b is a view of a (Reshape); a dies at the Relu while b is still needed by the Sub
-    shape = onnx.numpy_helper.from_array(np.array([2, 3], np.int64), "shape")
+    shape = onnx.numpy_helper.from_array(np.array([2, SMALL // 2], np.int64), "shape")
     model = make_model(
         [helper.make_node("Neg", ["x"], ["a"]),
          helper.make_node("Reshape", ["a", "shape"], ["b"]),
          helper.make_node("Relu", ["a"], ["c"]),
          helper.make_node("Reshape", ["c", "shape"], ["d"]),
          helper.make_node("Sub", ["b", "d"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [SMALL])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, SMALL // 2])],
         [shape],
     )
     sess = _session(model)
     assert "out=" in sess.plan.source  # the Relu is offered its input; the run-time check must refuse it
-    x = np.array([1.0, -2.0, 3.0, -4.0, 5.0, -6.0], np.float32)
-    expected = (-x - np.maximum(-x, 0)).reshape(2, 3)
+    x = np.random.default_rng(1).standard_normal(SMALL).astype(np.float32)
+    expected = (-x - np.maximum(-x, 0)).reshape(2, SMALL // 2)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], expected)
 
 
@@ -68,8 +69,23 @@ def test_a_value_read_again_later_is_not_donated():
         [helper.make_node("Neg", ["x"], ["a"]),
          helper.make_node("Relu", ["a"], ["r"]),
          helper.make_node("Add", ["r", "a"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [SMALL])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [SMALL])],
     )
-    x = np.array([1.0, -2.0, 3.0, -4.0], np.float32)
-    np.testing.assert_array_equal(_session(model).run(None, {"x": x})[0], np.maximum(-x, 0) - x)
+    sess = _session(model)
+    relu_line = next(line for line in sess.plan.source.splitlines() if line.strip().startswith("v1 ="))
+    assert "out=" not in relu_line  # a is read again by the Add
+    x = np.random.default_rng(2).standard_normal(SMALL).astype(np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(-x, 0) - x)
+
+
+def test_small_values_are_not_offered_for_reuse():
+    """Below 64 KiB a fresh array is cheaper than numpy's out= handling: no donation is planned."""
+    sess = _session(_relu_chain(3))
+    assert "out=" in sess.plan.source
+    small = make_model(
+        [helper.make_node("Relu", ["t0"], ["t1"]), helper.make_node("Relu", ["t1"], ["t2"])],
+        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1000])],
+        [helper.make_tensor_value_info("t2", TensorProto.FLOAT, [1000])],
+    )
+    assert "out=" not in _session(small).plan.source
