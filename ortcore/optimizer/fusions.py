@@ -94,6 +94,11 @@ class _Matcher:
         self.graph.initializers[name] = value
         return name
 
+    def absorb(self, node: Node, follower: Node) -> None:
+        """``node`` takes over the output of ``follower``, which it now computes; ``follower`` goes."""
+        node.outputs = [follower.outputs[0]]
+        self.graph.nodes = remove_nodes(self.graph.nodes, [follower])
+
     def replace(self, removed: list[Node], new: Node) -> None:
         self.graph.nodes = replace_nodes(self.graph.nodes, removed, new)
 
@@ -151,8 +156,7 @@ class ConvBatchNormFusion(GraphPass):
             old_b = bias.astype(np.float64) if bias is not None else 0.0
             new_b = (old_b - mean) * factor + beta
             _set_conv_params(m, conv, new_w.astype(weight.dtype), new_b.astype(weight.dtype))
-            conv.outputs = [bn.outputs[0]]
-            m.graph.nodes = remove_nodes(m.graph.nodes, [bn])
+            m.absorb(conv, bn)
             fused += 1
         return fused
 
@@ -181,58 +185,56 @@ def _other_input(node: Node, value: str) -> str:
     return node.inputs[1] if node.inputs[0] == value else node.inputs[0]
 
 
-class ConvMulFusion(GraphPass):
+class _ConvConstantFold(GraphPass):
+    """Conv followed by ``op_type`` with a per-channel (or scalar) constant, folded into the Conv."""
+
+    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    op_type = ""
+
+    def run(self, model: Model, ctx: OptimizeContext) -> int:
+        m = _Matcher(model, ctx)
+        fused = 0
+        for conv, op in m.pairs("Conv", {self.op_type}):
+            parts = _conv_parts(m, conv)
+            constant = m.constant(_other_input(op, conv.outputs[0]))
+            if parts is None or constant is None or constant.dtype != parts[0].dtype or len(set(op.inputs)) != 2:
+                continue
+            weight, bias = parts
+            vector = _per_channel(constant, weight.shape[0], weight.ndim)
+            if vector is None:
+                continue
+            new_w, new_b = self.fold(weight, bias, vector)
+            _set_conv_params(m, conv, new_w.astype(weight.dtype, copy=False), new_b.astype(weight.dtype, copy=False))
+            m.absorb(conv, op)
+            fused += 1
+        return fused
+
+    def fold(self, weight: np.ndarray, bias: np.ndarray | None, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The new (weight, bias) of ``op(Conv(x, weight, bias), vector)``."""
+        raise NotImplementedError
+
+
+class ConvMulFusion(_ConvConstantFold):
     """Conv followed by a Mul with a per-channel constant -> Conv with scaled weights and bias."""
 
     name = "conv_mul_fusion"
-    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    op_type = "Mul"
 
-    def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
-        fused = 0
-        for conv, mul in m.pairs("Conv", {"Mul"}):
-            parts = _conv_parts(m, conv)
-            factor = m.constant(_other_input(mul, conv.outputs[0]))
-            if parts is None or factor is None or factor.dtype != parts[0].dtype or len(set(mul.inputs)) != 2:
-                continue
-            weight, bias = parts
-            vector = _per_channel(factor, weight.shape[0], weight.ndim)
-            if vector is None:
-                continue
-            wide = vector.astype(np.float64)
-            new_w = weight.astype(np.float64) * wide.reshape((-1,) + (1,) * (weight.ndim - 1))
-            new_b = (bias.astype(np.float64) if bias is not None else np.zeros(weight.shape[0])) * wide
-            _set_conv_params(m, conv, new_w.astype(weight.dtype), new_b.astype(weight.dtype))
-            conv.outputs = [mul.outputs[0]]
-            m.graph.nodes = remove_nodes(m.graph.nodes, [mul])
-            fused += 1
-        return fused
+    def fold(self, weight: np.ndarray, bias: np.ndarray | None, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        wide = vector.astype(np.float64)
+        new_w = weight.astype(np.float64) * wide.reshape((-1,) + (1,) * (weight.ndim - 1))
+        new_b = (bias.astype(np.float64) if bias is not None else np.zeros(weight.shape[0])) * wide
+        return new_w, new_b
 
 
-class ConvAddFusion(GraphPass):
+class ConvAddFusion(_ConvConstantFold):
     """Conv followed by an Add of a per-channel constant -> the constant joins Conv's bias."""
 
     name = "conv_add_fusion"
-    level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    op_type = "Add"
 
-    def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
-        fused = 0
-        for conv, add in m.pairs("Conv", {"Add"}):
-            parts = _conv_parts(m, conv)
-            addend = m.constant(_other_input(add, conv.outputs[0]))
-            if parts is None or addend is None or addend.dtype != parts[0].dtype or len(set(add.inputs)) != 2:
-                continue
-            weight, bias = parts
-            vector = _per_channel(addend, weight.shape[0], weight.ndim)
-            if vector is None:
-                continue
-            new_b = (bias if bias is not None else np.zeros(weight.shape[0], weight.dtype)) + vector
-            _set_conv_params(m, conv, weight, new_b.astype(weight.dtype))
-            conv.outputs = [add.outputs[0]]
-            m.graph.nodes = remove_nodes(m.graph.nodes, [add])
-            fused += 1
-        return fused
+    def fold(self, weight: np.ndarray, bias: np.ndarray | None, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return weight, (bias if bias is not None else np.zeros(weight.shape[0], weight.dtype)) + vector
 
 
 def _inference_batchnorm(m: _Matcher, bn: Node) -> list[np.ndarray] | None:
@@ -283,8 +285,7 @@ class BatchNormAffineFusion(GraphPass):
                 m.add_initializer(f"{name}_bias_fused", bias.astype(params[1].dtype)),
                 *bn.inputs[3:5],
             ]
-            bn.outputs = [op.outputs[0]]
-            m.graph.nodes = remove_nodes(m.graph.nodes, [op])
+            m.absorb(bn, op)
             fused += 1
         return fused
 
