@@ -15,25 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from ortcore.resize_geometry import (
+    AxisGeometry,
+    ResizeSettings,
+    axis_geometry,
+    interpolation_taps,
+    legacy_settings,
+    nearest_index,
+    source_coordinates,
+)
 from ortcore_cpu.registry import kernel
 
 _CACHE_SIZE = 8
 _BLOCK_ELEMENTS = 1 << 18  # output elements per block of linear/cubic work
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """The node's attributes, normalized across Resize/Upsample versions."""
-
-    mode: str = "nearest"
-    coord: str = "half_pixel"
-    nearest: str = "round_prefer_floor"
-    cubic_a: float = -0.75
-    exclude_outside: bool = False
-    extrapolation_value: float = 0.0
-    antialias: bool = False
-    axes: tuple[int, ...] | None = None
-    policy: str = "stretch"
 
 
 @dataclass(frozen=True)
@@ -50,90 +44,11 @@ class _AxisPlan:
 # --- Planning -----------------------------------------------------------------------------
 
 
-def _coordinates(s: _Settings, out_len: int, in_len: int, scale: float, roi: tuple) -> np.ndarray:
-    """Source coordinate of every output position (coordinate_transformation_mode).
-
-    Like onnx.reference (whose results the ONNX node tests hold), align_corners,
-    pytorch_half_pixel and tf_crop_and_resize use the fractional ``width = scale * in_len``
-    where the spec text and onnxruntime use the integer output length; the two differ
-    only when the scales do not divide evenly (and for pytorch_half_pixel with one output,
-    where the reference samples -0.5 and onnxruntime 0).
-    """
-    y = np.arange(out_len, dtype=np.float64)
-    width = scale * in_len
-    mode = s.coord
-    if mode == "half_pixel":
-        return (y + 0.5) / scale - 0.5
-    if mode == "asymmetric":
-        return y / scale
-    if mode == "pytorch_half_pixel":
-        return (y + 0.5) / scale - 0.5 if width != 1 else np.full_like(y, -0.5)
-    if mode == "align_corners":
-        return y * (in_len - 1) / (width - 1) if width != 1 else np.zeros_like(y)
-    if mode == "tf_half_pixel_for_nn":
-        return (y + 0.5) / scale
-    if mode == "half_pixel_symmetric":
-        offset = in_len / 2 * (1 - out_len / width)
-        return offset + (y + 0.5) / scale - 0.5
-    if mode == "tf_crop_and_resize":
-        start, end = roi
-        if width != 1:
-            return y * (end - start) * (in_len - 1) / (width - 1) + start * (in_len - 1)
-        return np.full_like(y, (end - start) * (in_len - 1) / 2) + start * (in_len - 1)
-    raise ValueError(f"Resize: unknown coordinate_transformation_mode {mode!r}")
-
-
-def _nearest_taps(s: _Settings, x: np.ndarray, scale: float) -> np.ndarray:
-    rule = s.nearest
-    if rule == "simple":  # Resize-10 / Upsample: floor when enlarging, ceil when shrinking
-        rule = "ceil" if scale < 1 else "floor"
-    if rule == "round_prefer_floor":
-        return np.ceil(x - 0.5)
-    if rule == "round_prefer_ceil":
-        return np.floor(x + 0.5)
-    if rule == "floor":
-        return np.floor(x)
-    if rule == "ceil":
-        return np.ceil(x)
-    raise ValueError(f"Resize: unknown nearest_mode {rule!r}")
-
-
-def _kernel_weights(s: _Settings, t: np.ndarray) -> np.ndarray:
-    t = np.abs(t)
-    if s.mode == "linear":
-        return np.maximum(1.0 - t, 0.0)
-    a = s.cubic_a
-    near = ((a + 2) * t - (a + 3)) * t * t + 1
-    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
-
-
-def _filter_taps(s: _Settings, x: np.ndarray, in_len: int, scale: float):
-    """Taps and weights of linear/cubic interpolation, widened by antialias when shrinking."""
-    support = 1.0 if s.mode == "linear" else 2.0
-    stretch = min(scale, 1.0) if s.antialias else 1.0
-    start = math.floor(-support / stretch) + 1
-    offsets = np.arange(start, 2 - start, dtype=np.float64)
-    # base + 1 is the nearest tap at or above x; ratio in (0, 1] like the reference.
-    base = np.ceil(x) - 1
-    ratio = x - base
-    weights = _kernel_weights(s, (offsets[None, :] - ratio[:, None]) * stretch)
-    if s.antialias:
-        weights /= weights.sum(axis=1, keepdims=True)
-    taps = base[:, None] + offsets[None, :]
-    if s.exclude_outside:
-        weights = np.where((taps < 0) | (taps > in_len - 1), 0.0, weights)
-        total = weights.sum(axis=1, keepdims=True)
-        weights /= np.where(total == 0, 1.0, total)
-    return np.clip(taps, 0, max(in_len - 1, 0)).astype(np.intp), weights
-
-
-def _axis_plan(
-    s: _Settings, axis: int, last: bool, in_len: int, out_len: int, scale: float, roi: tuple
-) -> _AxisPlan | None:
-    if out_len == in_len and math.isclose(scale, 1.0) and roi == (0.0, 1.0):
-        return None  # an unscaled axis is copied, whatever the coordinate mode says
-    x = _coordinates(s, out_len, in_len, scale, roi)
+def _axis_plan(s: ResizeSettings, g: AxisGeometry, last: bool) -> _AxisPlan | None:
+    if g.unscaled:
+        return None
+    in_len, out_len = g.in_len, g.out_len
+    x = source_coordinates(s, out_len, in_len, g.scale, g.roi)
     outside = None
     if s.coord == "tf_crop_and_resize":
         outside = (x < 0) | (x > in_len - 1)
@@ -141,47 +56,20 @@ def _axis_plan(
     if outside is None and out_len == in_len and np.array_equal(x, np.arange(out_len)):
         return None
     if s.mode == "nearest":
-        taps = np.clip(_nearest_taps(s, x, scale), 0, max(in_len - 1, 0)).astype(np.intp)
+        taps = np.clip(nearest_index(s.nearest, x, g.scale), 0, max(in_len - 1, 0)).astype(np.intp)
         # A broadcast copy repeats rows fast, but not single elements of the last axis.
         repeat = out_len // in_len if in_len and out_len % in_len == 0 and not last else 0
         if repeat and not np.array_equal(taps, np.arange(out_len) // repeat):
             repeat = 0
-        return _AxisPlan(axis, taps, None, outside, repeat if outside is None else 0)
-    taps, weights = _filter_taps(s, x, in_len, scale)
-    return _AxisPlan(axis, taps, weights, outside)
+        return _AxisPlan(g.axis, taps, None, outside, repeat if outside is None else 0)
+    taps, weights = interpolation_taps(s, x, in_len, g.scale)
+    return _AxisPlan(g.axis, taps.astype(np.intp), weights, outside)
 
 
-def _values(a: Any) -> list[float] | None:
-    if a is None or a.size == 0:
-        return None
-    return np.asarray(a, dtype=np.float64).reshape(-1).tolist()
-
-
-def _plans(s: _Settings, shape: tuple[int, ...], roi, scales, sizes) -> list[_AxisPlan]:
-    rank = len(shape)
-    axes = list(range(rank)) if s.axes is None else [a + rank if a < 0 else a for a in s.axes]
-    in_lens = [shape[a] for a in axes]
-    size_list, scale_list = _values(sizes), _values(scales)
-    if size_list is not None:
-        out_lens = [int(v) for v in size_list]
-        ratios = [o / i if i else 1.0 for o, i in zip(out_lens, in_lens)]
-        if s.policy != "stretch":
-            common = min(ratios) if s.policy == "not_larger" else max(ratios)
-            ratios = [common] * len(axes)
-            out_lens = [int(common * i + 0.5) for i in in_lens]
-    elif scale_list is not None:
-        ratios = scale_list
-        out_lens = [int(math.floor(i * r)) for i, r in zip(in_lens, ratios)]
-    else:
-        raise ValueError("Resize needs scales or sizes")
-    # roi stays in its own dtype: the reference subtracts its float32 bounds in float32.
-    roi_list = None
-    if s.coord == "tf_crop_and_resize" and roi is not None and roi.size:
-        roi_list = list(np.asarray(roi).reshape(-1))
+def _plans(s: ResizeSettings, shape: tuple[int, ...], roi, scales, sizes) -> list[_AxisPlan]:
     plans = []
-    for k, axis in enumerate(axes):
-        bounds = (roi_list[k], roi_list[len(axes) + k]) if roi_list else (0.0, 1.0)
-        plan = _axis_plan(s, axis, axis == rank - 1, in_lens[k], out_lens[k], ratios[k], bounds)
+    for g in axis_geometry(s, shape, roi, scales, sizes):
+        plan = _axis_plan(s, g, g.axis == len(shape) - 1)
         if plan is not None:
             plans.append(plan)
     return _cheapest_order(plans, shape)
@@ -284,7 +172,7 @@ def _mask_outside(y: np.ndarray, plans: list[_AxisPlan], value: float) -> np.nda
     return y
 
 
-def _execute(s: _Settings, x: np.ndarray, plans: list[_AxisPlan]) -> np.ndarray:
+def _execute(s: ResizeSettings, x: np.ndarray, plans: list[_AxisPlan]) -> np.ndarray:
     if s.mode == "nearest":
         y = _gather(x, plans)
         if np.may_share_memory(y, x):  # only slices were needed: the output owns its data
@@ -310,7 +198,7 @@ def _execute(s: _Settings, x: np.ndarray, plans: list[_AxisPlan]) -> np.ndarray:
     return out.reshape(x.shape[:lead] + tuple(out_tail))
 
 
-def _filter_block(s: _Settings, x: np.ndarray, plans: list[_AxisPlan], out: np.ndarray) -> None:
+def _filter_block(s: ResizeSettings, x: np.ndarray, plans: list[_AxisPlan], out: np.ndarray) -> None:
     cdt = _compute_dtype(x.dtype)
     y = x.astype(cdt, copy=False)
     for i, p in enumerate(plans):
@@ -330,7 +218,7 @@ def _key(a: Any) -> Any:
     return None if a is None else (a.dtype.str, a.shape, a.tobytes())
 
 
-def _resizer(s: _Settings):
+def _resizer(s: ResizeSettings):
     """The per-run callable: plans cached by shape and the scales/sizes/roi values."""
     cache: dict[Any, list[_AxisPlan]] = {}
 
@@ -349,19 +237,10 @@ def _resizer(s: _Settings):
 # --- Kernels ------------------------------------------------------------------------------
 
 
-def _legacy_mode(mode: str) -> str:
-    return "linear" if mode in ("linear", "bilinear") else mode
-
-
-def _legacy(mode: str) -> _Settings:
-    """Resize-10 and Upsample: asymmetric coordinates, floor/ceil nearest rounding."""
-    return _Settings(mode=_legacy_mode(mode), coord="asymmetric", nearest="simple")
-
-
 @kernel("Resize", since=10, factory=True)
 def resize_10(ctx, /, *, mode="nearest"):
     """Resize-10: scales input; nearest or linear with asymmetric coordinates."""
-    run = _resizer(_legacy(mode))
+    run = _resizer(legacy_settings(mode))
     return lambda x, scales, /: run(x, None, scales)
 
 
@@ -371,8 +250,8 @@ def resize_11(ctx, /, *, mode="nearest", coordinate_transformation_mode="half_pi
               nearest_mode="round_prefer_floor", cubic_coeff_a=-0.75, exclude_outside=0,
               extrapolation_value=0.0):
     """Resize-11/13: roi, scales or sizes inputs; linear/cubic/nearest."""
-    return _resizer(_Settings(mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
-                              bool(exclude_outside), extrapolation_value))
+    return _resizer(ResizeSettings(mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
+                                   bool(exclude_outside), extrapolation_value))
 
 
 @kernel("Resize", since=18, factory=True)
@@ -381,15 +260,15 @@ def resize(ctx, /, *, mode="nearest", coordinate_transformation_mode="half_pixel
            nearest_mode="round_prefer_floor", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, antialias=0, axes=None, keep_aspect_ratio_policy="stretch"):
     """Resize-18/19: adds antialias, axes and keep_aspect_ratio_policy (half_pixel_symmetric in 19)."""
-    return _resizer(_Settings(mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
-                              bool(exclude_outside), extrapolation_value, bool(antialias),
-                              None if axes is None else tuple(axes), keep_aspect_ratio_policy))
+    return _resizer(ResizeSettings(mode, coordinate_transformation_mode, nearest_mode, cubic_coeff_a,
+                                   bool(exclude_outside), extrapolation_value, bool(antialias),
+                                   None if axes is None else tuple(axes), keep_aspect_ratio_policy))
 
 
 @kernel("Upsample", since=1, factory=True)
 def upsample_1(ctx, /, *, height_scale, width_scale, mode="nearest"):
     """Upsample-1: NCHW with height/width scale attributes."""
-    run = _resizer(_legacy(mode))
+    run = _resizer(legacy_settings(mode))
     scales = np.array([1.0, 1.0, height_scale, width_scale], dtype=np.float32)
     return lambda x, /: run(x, None, scales)
 
@@ -397,7 +276,7 @@ def upsample_1(ctx, /, *, height_scale, width_scale, mode="nearest"):
 @kernel("Upsample", since=7, factory=True)
 def upsample_7(ctx, /, *, scales, mode="nearest"):
     """Upsample-7: scales attribute."""
-    run = _resizer(_legacy(mode))
+    run = _resizer(legacy_settings(mode))
     scale_array = np.asarray(scales, dtype=np.float32)
     return lambda x, /: run(x, None, scale_array)
 
@@ -406,5 +285,5 @@ def upsample_7(ctx, /, *, scales, mode="nearest"):
 @kernel("Upsample", since=10, factory=True)
 def upsample(ctx, /, *, mode="nearest"):
     """Upsample-9/10: scales input."""
-    run = _resizer(_legacy(mode))
+    run = _resizer(legacy_settings(mode))
     return lambda x, scales, /: run(x, None, scales)
