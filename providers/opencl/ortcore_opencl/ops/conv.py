@@ -16,12 +16,13 @@ columns that reach it; a gather needs no atomics.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ortcore.errors import InvalidArgument
+from ortcore.window_geometry import transpose_window, window
 from ortcore_opencl.blas import MR, NR, ConvGeometry, Operand, activation_code, blas_for, pack_a_host, to_3d
 from ortcore_opencl.registry import kernel
 
@@ -49,39 +50,6 @@ def _spatial_supports(op: str) -> Callable[[Any, list[Any]], str | None]:
         return None
 
     return supports
-
-
-def _ints(values: Sequence[int] | None, n: int, default: int, name: str, op: str) -> tuple[int, ...]:
-    if not values:
-        return (default,) * n
-    values = tuple(int(v) for v in values)
-    if len(values) != n:
-        raise InvalidArgument(f"{op}: {name} has {len(values)} values, expected {n}")
-    return values
-
-
-def conv_window(
-    op: str, in_shape: tuple[int, ...], kernel_: tuple[int, ...], strides: Sequence[int] | None,
-    dilations: Sequence[int] | None, pads: Sequence[int] | None, auto_pad: str,
-) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(strides, dilations, pads before, output shape) of a Conv, per the ONNX formulas."""
-    nd = len(in_shape)
-    s = _ints(strides, nd, 1, "strides", op)
-    d = _ints(dilations, nd, 1, "dilations", op)
-    if any(v <= 0 for v in s + d):
-        raise InvalidArgument(f"{op}: strides {s} and dilations {d} must be positive")
-    spans = [(k - 1) * dl + 1 for k, dl in zip(kernel_, d)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(-(-i // st) for i, st in zip(in_shape, s))
-        total = [max(0, (o - 1) * st + sp - i) for o, st, sp, i in zip(out, s, spans, in_shape)]
-        begin = tuple(t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total)
-    else:
-        p = _ints(pads, 2 * nd, 0, "pads", op) if auto_pad != "VALID" else (0,) * (2 * nd)
-        begin = p[:nd]
-        out = tuple((i + p[a] + p[nd + a] - sp) // st + 1 for a, (i, sp, st) in enumerate(zip(in_shape, spans, s)))
-    if any(o <= 0 for o in out):
-        raise InvalidArgument(f"{op}: kernel {kernel_} (dilations {d}) does not fit input {in_shape} with the pads")
-    return s, d, begin, out
 
 
 class _ConvNode:
@@ -135,11 +103,11 @@ class _ConvNode:
         ks = self.attrs["kernel_shape"]
         if ks and tuple(int(k) for k in ks) != kernel_:
             raise InvalidArgument(f"{op}: kernel_shape {list(ks)} differs from the weights' {list(kernel_)}")
-        s, d, begin, out = conv_window(op, x_shape[2:], kernel_, self.attrs["strides"], self.attrs["dilations"],
-                                       self.attrs["pads"], _text(self.attrs["auto_pad"]) or "NOTSET")
-        geo = ConvGeometry(x_shape[1], to_3d(x_shape[2:], 1), to_3d(out, 1), to_3d(kernel_, 1), to_3d(s, 1),
-                           to_3d(d, 1), to_3d(begin, 0))
-        found = self.geometry[key] = (geo, (x_shape[0], w_shape[0], *out))
+        win = window(x_shape[2:], kernel_, strides=self.attrs["strides"], dilations=self.attrs["dilations"],
+                     pads=self.attrs["pads"], auto_pad=_text(self.attrs["auto_pad"]) or "NOTSET", op=op)
+        geo = ConvGeometry(x_shape[1], to_3d(x_shape[2:], 1), to_3d(win.out, 1), to_3d(kernel_, 1),
+                           to_3d(win.strides, 1), to_3d(win.dilations, 1), to_3d(win.begin, 0))
+        found = self.geometry[key] = (geo, (x_shape[0], w_shape[0], *win.out))
         return found
 
     def __call__(self, x: Any, w: Any, b: Any = None, z: Any = None) -> Any:
@@ -229,36 +197,6 @@ def fused_conv(
 
 
 # -- ConvTranspose --------------------------------------------------------------------
-
-
-def transpose_window(
-    in_shape: tuple[int, ...], kernel_: tuple[int, ...], *, auto_pad: str, dilations: Sequence[int] | None,
-    output_padding: Sequence[int] | None, output_shape: Sequence[int] | None, pads: Sequence[int] | None,
-    strides: Sequence[int] | None,
-) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(strides, dilations, pads before, output shape) per the ConvTranspose spec."""
-    op, nd = "ConvTranspose", len(in_shape)
-    s = _ints(strides, nd, 1, "strides", op)
-    d = _ints(dilations, nd, 1, "dilations", op)
-    if any(v <= 0 for v in s + d):
-        raise InvalidArgument(f"{op}: strides {s} and dilations {d} must be positive")
-    adj = tuple(int(v) for v in output_padding[-nd:]) if output_padding else (0,) * nd
-    full = [st * (i - 1) + a + (k - 1) * dl + 1 for st, i, a, k, dl in zip(s, in_shape, adj, kernel_, d)]
-    if output_shape:
-        out = tuple(int(o) for o in output_shape[-nd:])
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(i * st for i, st in zip(in_shape, s))
-    else:
-        p = _ints(pads, 2 * nd, 0, "pads", op) if auto_pad != "VALID" else (0,) * (2 * nd)
-        out = tuple(f - p[i] - p[nd + i] for i, f in enumerate(full))
-        if any(o <= 0 for o in out):
-            raise InvalidArgument(f"{op}: pads {p} leave no output for input {in_shape}")
-        return s, d, p[:nd], out
-    total = [f - o for f, o in zip(full, out)]
-    begin = tuple(t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total)
-    if any(o <= 0 for o in out):
-        raise InvalidArgument(f"{op}: output_shape {out} must be positive")
-    return s, d, begin, out
 
 
 @kernel("ConvTranspose", since=1, dtypes=_F32, factory=True, supports=_spatial_supports("ConvTranspose"))

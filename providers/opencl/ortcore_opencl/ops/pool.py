@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ortcore.errors import InvalidArgument
+from ortcore.window_geometry import Window, window
 from ortcore_opencl.ops.reduce import FP64_PRAGMA, build_options, input_dtype, reducer
 from ortcore_opencl.registry import kernel
 from ortcore_opencl.runtime import Array
@@ -30,18 +30,6 @@ _MAXPOOL_12 = (np.float32, np.float64, np.int8, np.uint8)
 _LOWEST = {"float": "-INFINITY", "double": "-INFINITY", "char": "CHAR_MIN", "uchar": "0"}
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """One resolved N-D pooling window (N = 1..3)."""
-
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    begin: tuple[int, ...]
-    end: tuple[int, ...]
-    out: tuple[int, ...]
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -49,38 +37,10 @@ def _text(value: Any) -> str:
 @functools.lru_cache(maxsize=512)
 def pool_geometry(spatial: tuple[int, ...], kernel_shape: tuple[int, ...], strides: tuple[int, ...] | None,
                   dilations: tuple[int, ...] | None, pads: tuple[int, ...] | None, auto_pad: str,
-                  ceil_mode: int) -> Geometry:
-    """Output sizes and begin/end pads per the Pool spec (auto_pad, pads, ceil_mode)."""
-    n = len(spatial)
-    strides = strides or (1,) * n
-    dilations = dilations or (1,) * n
-    spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(-(-size // s) for size, s in zip(spatial, strides))
-        total = [max(0, (o - 1) * s + sp - size) for o, s, sp, size in zip(out, strides, spans, spatial)]
-        small, big = tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
-        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-        return Geometry(kernel_shape, strides, dilations, begin, end, out)
-    if auto_pad == "VALID":
-        begin = end = (0,) * n
-    elif auto_pad in ("NOTSET", ""):
-        p = pads or (0,) * (2 * n)
-        begin, end = p[:n], p[n:]
-    else:
-        raise InvalidArgument(f"unknown auto_pad {auto_pad!r}")
-    out = []
-    for size, b, e, sp, s in zip(spatial, begin, end, spans, strides):
-        padded = size + b + e
-        if ceil_mode:
-            o = -(-(padded - sp) // s) + 1
-            if (o - 1) * s >= size + b:  # a last window starting in the end padding is dropped
-                o -= 1
-        else:
-            o = (padded - sp) // s + 1
-        out.append(o)
-    if any(o <= 0 for o in out):
-        raise InvalidArgument(f"pooling window {kernel_shape} does not fit input {spatial} with pads {begin + end}")
-    return Geometry(kernel_shape, strides, dilations, tuple(begin), tuple(end), tuple(out))
+                  ceil_mode: int, what: str) -> Window:
+    """The pooling window for one input shape (the spec's formulas, cached per geometry)."""
+    return window(spatial, kernel_shape, strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad,
+                  ceil_mode=ceil_mode, op=what)
 
 
 _POOL_SOURCE = FP64_PRAGMA + r"""
@@ -194,7 +154,7 @@ def _pool(ctx: Any, op: str, *, kernel_shape: Sequence[int] | None, strides: Seq
     def run(x: Array) -> Any:
         if x.ndim != nd + 2:
             raise InvalidArgument(f"{what}: kernel_shape {list(ks)} needs an input of rank {nd + 2}, got shape {x.shape}")
-        geo = pool_geometry(tuple(x.shape[2:]), ks, *attrs)
+        geo = pool_geometry(tuple(x.shape[2:]), ks, *attrs, what)
         shape = x.shape[:2] + geo.out
         y = rt.empty(shape, x.dtype)
         ind = rt.empty(shape, np.int64) if with_indices else None

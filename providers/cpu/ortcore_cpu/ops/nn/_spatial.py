@@ -1,99 +1,24 @@
-"""Shared geometry of sliding-window ops (Conv, pooling): output sizes, pads, tap views."""
+"""Sliding-window ops (Conv, pooling) on numpy: padding and the strided views of kernel taps.
+
+The geometry itself (output sizes, pads, ceil_mode) is the spec's, resolved by
+:mod:`ortcore.window_geometry` for every provider.
+"""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ortcore.errors import InvalidArgument
+from ortcore.window_geometry import Window, window
 
 __all__ = ["Window", "pad_input", "patches", "taps", "window"]
 
 
-@dataclass(frozen=True)
-class Window:
-    """Resolved geometry of one N-D sliding window over the spatial dims."""
-
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    begin: tuple[int, ...]  # pads before, as the spec resolves them
-    end: tuple[int, ...]  # pads after, as the spec resolves them
-    out: tuple[int, ...]  # output spatial shape
-
-    @functools.cached_property
-    def span(self) -> tuple[int, ...]:
-        """Extent of one dilated window."""
-        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilations))
-
-    @functools.cached_property
-    def needed(self) -> tuple[int, ...]:
-        """Padded input extent that the output windows read (ceil_mode may exceed the pads)."""
-        return tuple((o - 1) * s + sp for o, s, sp in zip(self.out, self.strides, self.span))
-
-
-def _ints(values: Sequence[int] | None, n: int, default: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in values) if values else (default,) * n
-
-
-def _out_size(padded: int, span: int, stride: int, ceil_mode: bool, limit: int) -> int:
-    if ceil_mode:
-        out = -(-(padded - span) // stride) + 1
-        # the spec drops a last window that would start in the end padding (at or past limit)
-        if (out - 1) * stride >= limit:
-            out -= 1
-        return out
-    return (padded - span) // stride + 1
-
-
-def window(
-    in_shape: Sequence[int],
-    kernel: Sequence[int],
-    *,
-    strides: Sequence[int] | None = None,
-    dilations: Sequence[int] | None = None,
-    pads: Sequence[int] | None = None,
-    auto_pad: str = "NOTSET",
-    ceil_mode: int = 0,
-) -> Window:
-    """Resolve auto_pad/pads/ceil_mode into output sizes and pads (Conv/Pool spec formulas)."""
-    n = len(in_shape)
-    kernel = tuple(int(k) for k in kernel)
-    strides = _ints(strides, n, 1)
-    dilations = _ints(dilations, n, 1)
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(-(-size // s) for size, s in zip(in_shape, strides))
-        total = [max(0, (o - 1) * s + sp - size) for o, s, sp, size in zip(out, strides, spans, in_shape)]
-        small = [t // 2 for t in total]
-        big = [t - t // 2 for t in total]
-        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-        return Window(kernel, strides, dilations, tuple(begin), tuple(end), out)
-    if auto_pad == "VALID":
-        begin = end = (0,) * n
-    elif auto_pad in ("NOTSET", ""):
-        p = _ints(pads, 2 * n, 0)
-        begin, end = p[:n], p[n:]
-    else:
-        raise InvalidArgument(f"unknown auto_pad {auto_pad!r}")
-    out = tuple(
-        _out_size(size + b + e, sp, s, bool(ceil_mode), size + b)
-        for size, b, e, sp, s in zip(in_shape, begin, end, spans, strides)
-    )
-    if any(o <= 0 for o in out):
-        raise InvalidArgument(f"window {kernel} does not fit input {tuple(in_shape)} with pads {begin + end}")
-    return Window(kernel, strides, dilations, tuple(begin), tuple(end), out)
-
-
-@functools.lru_cache(maxsize=1024)
 def _pad_plan(shape: tuple[int, ...], win: Window, axis: int) -> tuple[Any, ...] | None:
     """(crop index or None, padded shape or None, interior index, border indices) for pad_input."""
     nd = len(win.kernel)

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ortcore.errors import InvalidArgument
+from ortcore.window_geometry import transpose_window
 from ortcore_cpu.ops.nn._spatial import Window, pad_input, patches, taps, window
 from ortcore_cpu.registry import kernel
 
@@ -599,40 +600,6 @@ def make_fused_conv(
 # -- ConvTranspose ------------------------------------------------------------------
 
 
-def _transpose_geometry(
-    in_shape: tuple[int, ...],
-    kernel: tuple[int, ...],
-    *,
-    auto_pad: str,
-    dilations: list[int] | None,
-    output_padding: list[int] | None,
-    output_shape: list[int] | None,
-    pads: list[int] | None,
-    strides: list[int] | None,
-) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(strides, dilations, pads before, output shape) per the ConvTranspose spec."""
-    nd = len(in_shape)
-    s = tuple(strides) if strides else (1,) * nd
-    d = tuple(dilations) if dilations else (1,) * nd
-    adj = tuple(output_padding[:nd]) if output_padding else (0,) * nd
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    full = [st * (i - 1) + a + (k - 1) * dl + 1 for st, i, a, k, dl in zip(s, in_shape, adj, kernel, d)]
-    if output_shape:
-        out = tuple(int(o) for o in output_shape[-nd:])
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = tuple(i * st for i, st in zip(in_shape, s))
-    else:
-        p = tuple(pads) if pads and auto_pad != "VALID" else (0,) * (2 * nd)
-        out = tuple(f - p[i] - p[nd + i] for i, f in enumerate(full))
-        return s, d, p[:nd], out
-    total = [f - o for f, o in zip(full, out)]
-    if auto_pad == "SAME_UPPER":
-        begin = tuple(t // 2 for t in total)
-    else:
-        begin = tuple(t - t // 2 for t in total)
-    return s, d, begin, out
-
-
 def _col2im(
     cols: np.ndarray,
     in_shape: tuple[int, ...],
@@ -690,7 +657,7 @@ def make_conv_transpose(
         n, c, *in_shape = x.shape
         kernel_ = tuple(kernel_shape) if kernel_shape else tuple(w.shape[2:])
         m = w.shape[1] * group
-        s, d, begin, out = _transpose_geometry(tuple(in_shape), kernel_, **geometry)
+        s, d, begin, out = transpose_window(tuple(in_shape), kernel_, **geometry)
         xg = np.asarray(x, dtype=cdt).reshape(n, group, c // group, math.prod(in_shape))
         cols = np.matmul(wt, xg).reshape(n, m, *kernel_, *in_shape)
         y = _col2im(cols, tuple(in_shape), kernel_, s, d, begin, out)
