@@ -33,7 +33,10 @@ class CPUExecutionProvider(ExecutionProvider):
         return _loaded_registry()
 
     def describe(self) -> str:
-        return f"cpu (numpy {np.__version__})"
+        from ortcore_cpu import jit
+
+        on, why = jit.status()
+        return f"cpu (numpy {np.__version__}; compiled loops {'on: ' if on else 'off: '}{why})"
 
     def set_intra_op_threads(self, threads: int) -> None:
         """Limit BLAS/OpenMP threads. numpy's BLAS pool is per process, so this is too."""

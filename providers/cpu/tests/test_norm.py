@@ -119,6 +119,46 @@ def test_norms_bfloat16(op, opset, extra):
     close(expected, y, ml_dtypes.bfloat16, rtol=2e-2, atol=2e-2)
 
 
+@pytest.fixture
+def affine_calls(monkeypatch):
+    """Counts calls of the compiled BatchNormalization loop in sessions created after it."""
+    from ortcore_cpu import jit
+
+    calls = []
+    real_loop = jit.loop
+
+    def spy_loop(fn):
+        compiled = real_loop(fn)
+        if compiled is None or fn.__name__ != "channel_affine":
+            return compiled
+
+        def counted(*args):
+            calls.append(args[0].shape)
+            return compiled(*args)
+
+        return counted
+
+    monkeypatch.setattr(jit, "loop", spy_loop)
+    return calls
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 5), (1, 4, 3, 5), (2, 2, 2, 3, 2), (1, 64, 17, 9)])
+def test_batch_norm_compiled_and_numpy_paths(monkeypatch, affine_calls, compiled, dtype, shape):
+    """Folded inference BN: the compiled one-pass loop and the numpy path give the closed form."""
+    from ortcore_cpu import jit
+
+    if compiled and not jit.status()[0]:
+        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
+    monkeypatch.setenv(jit.ENV, "1" if compiled else "0")
+    x = rand(shape, dtype)
+    params = bn_params(shape[1], dtype)
+    (y,), _, _ = run("BatchNormalization", [x, *params], {"epsilon": 1e-3}, opset=15, constant=(1, 2, 3, 4))
+    close(bn_inference(x, *params, 1e-3), y, rtol=1e-9 if dtype == np.float64 else 1e-3)
+    assert len(affine_calls) == (1 if compiled else 0)
+
+
 def test_batch_norm_does_not_modify_input():
     x = rand((1, 3, 4, 4))
     keep = x.copy()

@@ -13,9 +13,13 @@ import ml_dtypes
 import numpy as np
 
 from ortcore.errors import InvalidArgument
+from ortcore_cpu import jit
+from ortcore_cpu.ops.nn import _norm_loops
 from ortcore_cpu.registry import kernel
 
 _FLOAT = (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)
+# dtypes with a compiled loop (where numba is on); the rest take the numpy path
+_COMPILED = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
@@ -84,6 +88,7 @@ def _make_batch_norm(ctx: Any, epsilon: float, momentum: float, spatial: int, tr
             _apply(x, *_affine(scale, bias, mean, var, epsilon, _channel_shape(x, spatial))),
         )
     folded: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+    affine = jit.loop(_norm_loops.channel_affine) if spatial else None
 
     def run(x: np.ndarray, *_: np.ndarray) -> tuple[np.ndarray]:
         key = (x.dtype, x.ndim, None if spatial else x.shape[1:])
@@ -91,6 +96,11 @@ def _make_batch_norm(ctx: Any, epsilon: float, momentum: float, spatial: int, tr
         if ac is None:
             a, c = _affine(*params, epsilon, _channel_shape(x, spatial))
             ac = folded[key] = (a.astype(x.dtype), c.astype(x.dtype))
+        if affine is not None and x.dtype in _COMPILED and x.ndim >= 2 and x.flags.c_contiguous:
+            y = np.empty_like(x)
+            flat = (x.shape[0], x.shape[1], -1)
+            affine(x.reshape(flat), ac[0].reshape(-1), ac[1].reshape(-1), y.reshape(flat))
+            return (y,)
         return (_apply(x, *ac),)
 
     return run
