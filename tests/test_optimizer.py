@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 import ortcore
 from ortcore.testing import make_model
@@ -51,6 +52,26 @@ def test_basic_passes_fold_constants_and_remove_identity_dropout_and_dead_nodes(
     expected = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(optimized.run(None, {"x": x})[0], expected, rtol=1e-6)
     np.testing.assert_allclose(unoptimized.run(None, {"x": x})[0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask_read", [False, True])
+def test_dropout_with_a_mask_output_is_removed_only_when_nobody_reads_the_mask(mask_read):
+    """The light models' Dropout nodes name a mask output that nothing uses."""
+    nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"], ratio=0.5), helper.make_node("Relu", ["d"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])]
+    if mask_read:
+        nodes.append(helper.make_node("Not", ["mask"], ["kept"]))
+        outputs.append(helper.make_tensor_value_info("kept", TensorProto.BOOL, [2, 3]))
+    model = make_model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], outputs, opset=10, ir_version=5
+    )
+    optimized = _session(model, ortcore.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    assert ("Dropout" in _ops(optimized)) == mask_read
+    x = np.array([[1, -1, 2], [-2, 3, -3]], np.float32)
+    # onnx.reference, not onnxruntime: onnxruntime's Dropout-10 gives an all-false inference mask, the spec all-true
+    expected = ReferenceEvaluator(model).run(None, {"x": x})
+    for e, a in zip(expected, optimized.run(None, {"x": x})):
+        np.testing.assert_array_equal(a, e)
 
 
 def test_overridable_initializers_are_not_folded():

@@ -41,9 +41,10 @@ class IdentityElimination(GraphPass):
         graph = model.graph
         outputs = {v.name for v in graph.outputs}
         used_by_subgraphs = _subgraph_reads(graph)
+        read = outputs | used_by_subgraphs | {name for node in graph.nodes for name in node.inputs}
         removed = 0
         for node in list(graph.nodes):
-            if not self._is_identity(node, graph):
+            if not self._is_identity(node, read):
                 continue
             src, dst = node.inputs[0], node.outputs[0]
             if dst in outputs or dst in used_by_subgraphs:
@@ -54,15 +55,16 @@ class IdentityElimination(GraphPass):
         return removed
 
     @staticmethod
-    def _is_identity(node: Node, graph: Graph) -> bool:
+    def _is_identity(node: Node, read: set[str]) -> bool:
+        """Identity, or a Dropout not in training mode whose mask nobody reads."""
         if node.domain not in ("", "ai.onnx") or not node.inputs or not node.inputs[0]:
             return False
         if node.op_type == "Identity":
             return True
         if node.op_type == "Dropout":
-            extra_outputs = [o for o in node.outputs[1:] if o]
+            mask_read = any(o and o in read for o in node.outputs[1:])
             training = node.inputs[2] if len(node.inputs) > 2 else ""
-            return not extra_outputs and not training
+            return not mask_read and not training
         return False
 
 
