@@ -1,8 +1,8 @@
 """What multi-node rewrites share: a :class:`Rewriter` that keeps producers and consumers
 current while nodes are rewired, plus readers of constant operands and attributes.
 
-It extends the fusions' ``_Matcher`` (same constants, outputs and ``supports`` check);
-``_Matcher.replace`` is not used here because it leaves the consumer map stale.
+It extends the fusions' ``Matcher`` (same constants, outputs and ``supports`` check);
+``Matcher.replace`` is not used here because it leaves the consumer map stale.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ortcore.dtypes import np_dtype, onnx_elem_type
 from ortcore.ir import Model, Node, TensorType, Value
 from ortcore.optimizer.base import OptimizeContext
 from ortcore.optimizer.basic import _subgraph_reads
-from ortcore.optimizer.fusions import MS_DOMAIN, _Matcher
+from ortcore.optimizer.fusions import MS_DOMAIN, Matcher
 from ortcore.partition import opset_for
 
 __all__ = ["Rewriter", "MS_DOMAIN", "ONNX_DOMAINS", "cast_target"]
@@ -24,8 +24,8 @@ __all__ = ["Rewriter", "MS_DOMAIN", "ONNX_DOMAINS", "cast_target"]
 ONNX_DOMAINS = ("", "ai.onnx")
 
 
-class Rewriter(_Matcher):
-    """A ``_Matcher`` whose producer and consumer maps follow the edits made through it."""
+class Rewriter(Matcher):
+    """A ``Matcher`` whose producer and consumer maps follow the edits made through it."""
 
     def __init__(self, model: Model, ctx: OptimizeContext) -> None:
         super().__init__(model, ctx)
@@ -119,7 +119,7 @@ class Rewriter(_Matcher):
         return np_dtype(elem) if elem else None
 
     def supports(self, like: Node, domain: str, op_type: str) -> bool:
-        """``_Matcher.supports``, remembered per op and input dtypes: it reads all value types."""
+        """``Matcher.supports``, remembered per op and input dtypes: it reads all value types."""
         dtypes = tuple(self.dtype(n) if n else None for n in like.inputs)
         key = (like.domain, like.op_type, self.opset(like), dtypes, domain, op_type)
         if key not in self._supported:

@@ -54,7 +54,7 @@ def replace_nodes(nodes: list[Node], removed: list[Node], new: Node) -> list[Nod
     return out
 
 
-class _Matcher:
+class Matcher:
     """Read-only views of a graph that fusion passes share: consumers, constants, outputs."""
 
     def __init__(self, model: Model, ctx: OptimizeContext) -> None:
@@ -116,7 +116,7 @@ class _Matcher:
         return self._supported[key]
 
 
-def _conv_parts(m: _Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _conv_parts(m: Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None] | None:
     weight = m.constant(conv.inputs[1]) if len(conv.inputs) > 1 else None
     if weight is None or weight.dtype.kind != "f":
         return None
@@ -128,7 +128,7 @@ def _conv_parts(m: _Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None]
     return weight, bias
 
 
-def _set_conv_params(m: _Matcher, conv: Node, weight: np.ndarray, bias: np.ndarray) -> None:
+def _set_conv_params(m: Matcher, conv: Node, weight: np.ndarray, bias: np.ndarray) -> None:
     name = conv.name or conv.outputs[0]
     conv.inputs = [conv.inputs[0], m.add_initializer(f"{name}_W_fused", weight), m.add_initializer(f"{name}_B_fused", bias)]
 
@@ -140,11 +140,11 @@ class ConvBatchNormFusion(GraphPass):
     level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         fused = 0
         for conv, bn in m.pairs("Conv", {"BatchNormalization"}):
             parts = _conv_parts(m, conv)
-            params = _inference_batchnorm(m, bn)
+            params = inference_batchnorm(m, bn)
             if parts is None or params is None:
                 continue
             weight, bias = parts
@@ -192,7 +192,7 @@ class _ConvConstantFold(GraphPass):
     op_type = ""
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         fused = 0
         for conv, op in m.pairs("Conv", {self.op_type}):
             parts = _conv_parts(m, conv)
@@ -237,7 +237,7 @@ class ConvAddFusion(_ConvConstantFold):
         return weight, (bias if bias is not None else np.zeros(weight.shape[0], weight.dtype)) + vector
 
 
-def _inference_batchnorm(m: _Matcher, bn: Node) -> list[np.ndarray] | None:
+def inference_batchnorm(m: Matcher, bn: Node) -> list[np.ndarray] | None:
     """(scale, bias, mean, var) of a BatchNormalization in inference form with constant parameters."""
     params = [m.constant(n) for n in bn.inputs[1:5]]
     if len(params) != 4 or any(p is None for p in params):
@@ -260,10 +260,10 @@ class BatchNormAffineFusion(GraphPass):
     level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         fused = 0
         for bn, op in m.pairs("BatchNormalization", {"Mul", "Add"}):
-            params = _inference_batchnorm(m, bn)
+            params = inference_batchnorm(m, bn)
             x_type = m.types.get(bn.inputs[0])
             constant = m.constant(_other_input(op, bn.outputs[0]))
             if params is None or x_type is None or x_type.rank is None or constant is None:
@@ -290,7 +290,7 @@ class BatchNormAffineFusion(GraphPass):
         return fused
 
 
-def _activation_of(m: _Matcher, act: Node) -> tuple[str, list[float]] | None:
+def activation_of(m: Matcher, act: Node) -> tuple[str, list[float]] | None:
     """onnxruntime's (activation, activation_params) for a supported activation node."""
     op = act.op_type
     if op in ("Relu", "Sigmoid", "Tanh"):
@@ -327,10 +327,10 @@ class ConvActivationFusion(GraphPass):
     source, target = "Conv", "FusedConv"
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         fused = 0
         for node, act in m.pairs(self.source, ACTIVATIONS if self.target == "FusedConv" else ACTIVATIONS - {"Clip"}):
-            spec = _activation_of(m, act)
+            spec = activation_of(m, act)
             if spec is None or not self._eligible(m, node) or not m.supports(node, MS_DOMAIN, self.target):
                 continue
             attrs: dict[str, Any] = dict(node.attrs, activation=spec[0], **self._parameters(spec[1]))
@@ -341,7 +341,7 @@ class ConvActivationFusion(GraphPass):
             fused += 1
         return fused
 
-    def _eligible(self, m: _Matcher, node: Node) -> bool:
+    def _eligible(self, m: Matcher, node: Node) -> bool:
         return True
 
     @staticmethod
@@ -360,14 +360,14 @@ class ConvAddActivationFusion(GraphPass):
     level = GraphOptimizationLevel.ORT_ENABLE_ALL
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         fused = 0
         taken: set[int] = set()  # Adds already fused (both operands may be Convs)
         for conv, add in m.pairs("Conv", {"Add", "Sum"}):
             if id(add) in taken or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
                 continue
             act = m.sole_consumer(add.outputs[0])
-            spec = _activation_of(m, act) if act is not None and act.domain in ("", "ai.onnx") else None
+            spec = activation_of(m, act) if act is not None and act.domain in ("", "ai.onnx") else None
             z = _other_input(add, conv.outputs[0])
             if spec is None or not self._same_static_type(m, z, conv.outputs[0]):
                 continue
@@ -387,7 +387,7 @@ class ConvAddActivationFusion(GraphPass):
         return fused
 
     @staticmethod
-    def _same_static_type(m: _Matcher, a: str, b: str) -> bool:
+    def _same_static_type(m: Matcher, a: str, b: str) -> bool:
         """Both values have the same dtype and the same fully known shape (no broadcasting in the Add)."""
         ta, tb = m.types.get(a), m.types.get(b)
         if ta is None or tb is None or ta.dtype != tb.dtype or ta.shape is None or ta.shape != tb.shape:
@@ -421,7 +421,7 @@ class MatMulAddFusion(GraphPass):
     level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         types = m.graph.types()
         fused = 0
         for matmul, add in m.pairs("MatMul", {"Add"}):

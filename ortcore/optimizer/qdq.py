@@ -16,7 +16,7 @@ import numpy as np
 
 from ortcore.ir import Model, Node
 from ortcore.optimizer.base import GraphPass, OptimizeContext
-from ortcore.optimizer.fusions import _Matcher
+from ortcore.optimizer.fusions import Matcher
 from ortcore.options import GraphOptimizationLevel
 
 __all__ = ["QDQFusion", "in_qdq_group"]
@@ -44,7 +44,7 @@ class QDQFusion(GraphPass):
     level = GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
     def run(self, model: Model, ctx: OptimizeContext) -> int:
-        m = _Matcher(model, ctx)
+        m = Matcher(model, ctx)
         producer = {o: n for n in m.graph.nodes for o in n.outputs if o}
         fused = 0
         for op in list(m.graph.nodes):
@@ -75,11 +75,11 @@ class QDQFusion(GraphPass):
         return fused
 
     @staticmethod
-    def _per_tensor(m: _Matcher, node: Node) -> bool:
+    def _per_tensor(m: Matcher, node: Node) -> bool:
         scale = m.constant(node.inputs[1]) if len(node.inputs) > 1 else None
         return scale is not None and scale.size == 1 and scale.dtype == np.float32 and not node.attrs.get("block_size")
 
-    def _quantized_inputs(self, m: _Matcher, op: Node, dqs: list[Node]) -> list[tuple[str, str, str]] | None:
+    def _quantized_inputs(self, m: Matcher, op: Node, dqs: list[Node]) -> list[tuple[str, str, str]] | None:
         """(integer tensor, scale, zero point) per input, or None where the pattern does not fit."""
         x_dq, w_dq = dqs[0], dqs[1]
         if not self._per_tensor(m, x_dq):
@@ -110,7 +110,7 @@ class QDQFusion(GraphPass):
         return parts
 
     @staticmethod
-    def _bias(m: _Matcher, dq: Node, x_scale: np.ndarray, w_scale: np.ndarray) -> str | None:
+    def _bias(m: Matcher, dq: Node, x_scale: np.ndarray, w_scale: np.ndarray) -> str | None:
         """The int32 bias, if it is quantized with scale x_scale * w_scale and zero point 0 as QLinearConv needs."""
         b = m.constant(dq.inputs[0])
         scale = m.constant(dq.inputs[1])
@@ -123,7 +123,7 @@ class QDQFusion(GraphPass):
         return dq.inputs[0]
 
     @staticmethod
-    def _zero_point(m: _Matcher, node: Node, name: str, like: str) -> str | None:
+    def _zero_point(m: Matcher, node: Node, name: str, like: str) -> str | None:
         """The zero point input, made explicit (QLinear ops require it) when the Q/DQ node omits it."""
         if name:
             return name if m.constant(name) is not None else None

@@ -10,3 +10,10 @@ def ortcore_execution_providers():
     from ortcore_cpu.provider import CPUExecutionProvider
 
     return [CPUExecutionProvider]
+
+
+@hookimpl
+def ortcore_graph_passes():
+    from ortcore_cpu.passes import BatchNormActivationFusion
+
+    return [BatchNormActivationFusion()]
