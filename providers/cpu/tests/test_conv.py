@@ -3,16 +3,20 @@
 Random shapes, strides, pads, dilations, groups (depthwise with and without a
 channel multiplier, 1x1), auto_pad modes and 1-D/2-D/3-D inputs, with weights
 both as initializers (the pre-packed path) and as graph inputs. Expected values
-come from onnx.reference or from a direct convolution loop written here.
+come from onnx.reference, onnxruntime or a direct convolution loop written here.
+The compiled depthwise and epilogue loops are tested with compiled loops on and
+off, against the same references.
 """
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import ml_dtypes
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
@@ -20,6 +24,8 @@ from onnx.reference import ReferenceEvaluator
 import ortcore
 from ortcore.dtypes import onnx_elem_type
 from ortcore.testing import compare_outputs
+from ortcore_cpu import jit
+from ortcore_cpu.ops.nn import _conv_loops
 from ortcore_cpu.ops.nn import conv as conv_ops
 
 RNG = np.random.default_rng(7)
@@ -473,3 +479,162 @@ def test_fused_conv(activation, params, fn, with_z):
     expected = fn(direct_conv(x, w, b, pads=[1, 1, 1, 1]) + (z if with_z else 0))
     (y,), _, _ = run("FusedConv", [x, w, b, z], attrs, opset=22, domain="com.microsoft")
     compare_outputs(expected.astype(np.float32), y, rtol=1e-3, atol=1e-5, name=activation)
+
+
+# -- compiled loops: depthwise conv and the conv epilogue, on and off ------------------------
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+def conv_loops(request, monkeypatch):
+    """Compiled loops on or off for the sessions a test creates, and the compiled conv loops that ran.
+
+    Each compiled conv loop a kernel picks is wrapped to record its calls, so
+    that a test of the compiled path cannot pass on the numpy path.
+    """
+    monkeypatch.setenv(jit.ENV, "1" if request.param else "0")
+    if request.param and not jit.enabled():
+        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
+    calls: list[str] = []
+    pick = jit.loop
+
+    def recording_loop(fn):
+        compiled = pick(fn)
+        if compiled is None or fn.__module__ != _conv_loops.__name__:
+            return compiled
+
+        def recorded(*args):
+            calls.append(fn.__name__)
+            return compiled(*args)
+
+        return recorded
+
+    monkeypatch.setattr(jit, "loop", recording_loop)
+    return SimpleNamespace(on=request.param, calls=calls)
+
+
+def onnxruntime_run(model, feeds):
+    model.ir_version = 8  # the installed onnxruntime reads older IR versions than onnx writes
+    sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+DEPTHWISE_CASES = [
+    # input shape, channel multiplier, kernel, attributes (group = channels is added)
+    pytest.param((1, 8, 9, 7), 1, (3, 3), {"pads": [1, 1, 1, 1]}, id="3x3"),
+    pytest.param((2, 6, 7, 9), 1, (5, 5), {"pads": [2, 1, 0, 2]}, id="5x5-batch2-asymmetric"),
+    pytest.param((1, 4, 11, 10), 1, (1, 3), {"strides": [2, 2], "pads": [0, 1, 0, 1]}, id="1x3-stride2"),
+    pytest.param((1, 5, 13, 12), 1, (3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 0]}, id="3x3-stride2"),
+    pytest.param((1, 3, 10, 11), 1, (3, 3), {"strides": [3, 3], "pads": [1, 2, 1, 0]}, id="3x3-stride3"),
+    pytest.param((1, 4, 12, 12), 1, (3, 3), {"dilations": [2, 1], "pads": [2, 1, 2, 1]}, id="dilated-rows"),
+    pytest.param((1, 4, 12, 13), 1, (3, 3), {"dilations": [2, 2], "pads": [2, 2, 1, 2]}, id="dilated"),
+    pytest.param(
+        (1, 4, 11, 12), 1, (3, 3), {"strides": [2, 2], "dilations": [1, 2], "pads": [1, 2, 1, 2]}, id="dilated-stride2"
+    ),
+    pytest.param((1, 3, 8, 9), 2, (3, 3), {"pads": [1, 1, 1, 1]}, id="multiplier2"),
+    pytest.param((2, 3, 9, 8), 2, (3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, id="multiplier2-stride2-batch2"),
+    pytest.param((1, 4, 9, 10), 1, (3, 3), {"strides": [2, 1], "pads": [1, 1, 1, 1]}, id="strides-2-1"),
+    pytest.param((1, 4, 9, 10), 1, (3, 3), {"strides": [1, 2], "pads": [0, 1, 1, 0]}, id="strides-1-2"),
+    pytest.param((1, 4, 1, 1), 1, (3, 3), {"pads": [1, 1, 1, 1]}, id="1x1-image"),
+    pytest.param((1, 4, 1, 1), 1, (1, 1), {}, id="1x1-image-1x1-kernel"),
+    pytest.param((1, 2, 4, 4), 1, (3, 3), {"pads": [3, 3, 3, 3]}, id="pads-past-kernel"),
+    pytest.param((1, 3, 7, 9), 1, (3, 3), {}, id="no-pads"),
+    pytest.param((1, 4, 7, 8), 1, (3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, id="same-upper"),
+    pytest.param((1, 4, 7, 8), 1, (2, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}, id="same-lower"),
+]
+
+
+@pytest.mark.parametrize("x_shape, multiplier, kernel, attrs", DEPTHWISE_CASES)
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_conv_depthwise_vs_onnxruntime(conv_loops, x_shape, multiplier, kernel, attrs, with_bias):
+    """2-D depthwise Conv in float32: one compiled loop with compiled loops on, numpy's passes off."""
+    c = x_shape[1]
+    x, w, b = rand(x_shape), rand((c * multiplier, 1, *kernel)), rand((c * multiplier,))
+    (actual,), model, feeds = run("Conv", [x, w, b] if with_bias else [x, w], {"group": c, **attrs})
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="Conv")
+    assert conv_loops.calls == (["depthwise"] if conv_loops.on else [])
+
+
+EXPLICIT_PADS = [case for case in DEPTHWISE_CASES if "auto_pad" not in case.values[3]]
+
+
+@pytest.mark.parametrize("x_shape, multiplier, kernel, attrs", EXPLICIT_PADS)
+@pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
+def test_conv_depthwise_float64(conv_loops, x_shape, multiplier, kernel, attrs, constant):
+    """float64 stays float64 in the loop: errors near float64 rounding against the direct loop."""
+    c = x_shape[1]
+    x = rand(x_shape, np.float64)
+    w, b = rand((c * multiplier, 1, *kernel), np.float64), rand((c * multiplier,), np.float64)
+    attrs = {"group": c, **attrs}
+    expected = direct_conv(x, w, b, **attrs)
+    check("Conv", [x, w, b], attrs, constant=constant, expected=expected, rtol=1e-10, atol=1e-10)
+    assert conv_loops.calls == (["depthwise"] if conv_loops.on else [])
+
+
+FUSED_ACTIVATIONS = [
+    ("", None),
+    ("Relu", None),
+    ("LeakyRelu", [0.2]),
+    ("Clip", [-0.5, 0.7]),
+    ("Sigmoid", None),
+    ("Tanh", None),
+    ("HardSigmoid", [0.3, 0.4]),
+]
+
+
+@pytest.mark.parametrize("activation, params", FUSED_ACTIVATIONS)
+@pytest.mark.parametrize("with_z", [False, True], ids=["no-z", "z"])
+@pytest.mark.parametrize(
+    "group, strides, loop",
+    [(6, [1, 1], "depthwise"), (6, [2, 2], "depthwise"), (2, [1, 1], "epilogue")],
+    ids=["depthwise", "depthwise-stride2", "grouped"],
+)
+def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group, strides, loop):
+    """FusedConv's bias, Z and activation fused into the depthwise loop, or one epilogue pass after the GEMM."""
+    x, w, b = rand((2, 6, 9, 7)), rand((6, 6 // group, 3, 3)), rand((6,))
+    out = (2, 6, 9, 7) if strides == [1, 1] else (2, 6, 5, 4)
+    z = rand(out) if with_z else None
+    attrs = {"group": group, "strides": strides, "pads": [1, 1, 1, 1]}
+    if activation:
+        attrs["activation"] = activation
+    if params:
+        attrs["activation_params"] = params
+    (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
+    ran = loop == "depthwise" or with_z or activation  # the GEMM adds the bias itself
+    assert conv_loops.calls == ([loop] if conv_loops.on and ran else [])
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ((2, 5, 4, 3), (3, 5, 1, 1), {}),  # pointwise: a bare GEMM, the bias comes after
+        ((1, 4, 3, 4, 5), (4, 1, 3, 1, 3), {"group": 4, "pads": [1, 0, 1, 1, 0, 1]}),  # 3-D depthwise on numpy
+    ],
+    ids=["pointwise", "depthwise-3d"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_epilogue_adds_bias(conv_loops, x_shape, w_shape, attrs, dtype):
+    """Where the conv path leaves the bias out, the epilogue adds it: one compiled pass with compiled loops on."""
+    x, w, b = rand(x_shape, dtype), rand(w_shape, dtype), rand(w_shape[:1], dtype)
+    expected = direct_conv(x, w, b, **attrs)
+    check("Conv", [x, w, b], attrs, expected=expected, rtol=1e-5, atol=1e-6)
+    assert conv_loops.calls == (["epilogue"] if conv_loops.on else [])
+
+
+def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
+    """NaN stays NaN through Clip and infinities saturate, as in numpy, in the depthwise loop and the epilogue."""
+    x = rand((1, 4, 5, 6))
+    x[0, 0, 2, 3] = np.nan
+    x[0, 1, 1, 1] = np.inf
+    x[0, 2, 4, 5] = -np.inf
+    attrs = {"pads": [1, 1, 1, 1], "activation": "Clip", "activation_params": [-1.0, 2.0]}
+    w = np.abs(rand((4, 1, 3, 3))) + 0.1
+    (depthwise,), _, _ = run("FusedConv", [x, w, rand((4,))], {"group": 4, **attrs}, domain="com.microsoft")
+    (dense,), _, _ = run("FusedConv", [x, w.repeat(4, axis=1), rand((4,))], attrs, domain="com.microsoft")
+    for y in (depthwise, dense):
+        assert np.isnan(y[0, 0, 1:4, 2:5]).all()
+        assert not np.isnan(np.delete(y[0, 0], np.s_[1:4], axis=0)).any()
+    assert (depthwise[0, 1, 0:3, 0:3] == 2.0).all() and (depthwise[0, 2, 3:, 4:] == -1.0).all()
+    assert sorted(conv_loops.calls) == (["depthwise", "epilogue"] if conv_loops.on else [])

@@ -4,8 +4,12 @@ Each factory packs constant weights (and bias) once and resolves the geometry
 once per input shape. The Conv paths, chosen per call from the shapes:
 
 * pointwise (1x1, stride 1, no pads): one GEMM on the input itself;
-* depthwise (one input channel per group): a sum over kernel taps of shifted
-  views times per-channel weights, laid out so numpy's inner loops are long;
+* depthwise (one input channel per group): with compiled loops on
+  (:mod:`ortcore_cpu.jit`) and a 2-D float32/float64 input, one loop over
+  the output with the bias, FusedConv's Z and activation fused in
+  (:func:`._conv_loops.depthwise`); otherwise a sum over kernel taps of
+  shifted views times per-channel weights, laid out so numpy's inner loops
+  are long;
 * 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3) (4x fewer
   multiplies than direct), or F(2x2, 3x3) (2.25x fewer) on small images;
 * few outputs (stride 1, M/group <= C/group / 2): "kn2row", one GEMM of every
@@ -13,6 +17,11 @@ once per input shape. The Conv paths, chosen per call from the shapes:
 * general: im2col through a strided view (one copy, with a row of ones that
   makes the GEMM add the bias), then one GEMM batched over ``[N, group]``;
   large images are built in blocks of output rows so the columns stay cached.
+
+After the GEMM paths, the bias (where the GEMM did not add it), Z and the
+activation are one compiled pass over the output (:func:`._conv_loops.epilogue`)
+with compiled loops on, else up to three numpy passes. Whether a kernel uses
+the compiled loops is fixed when it is created.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -28,6 +37,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from ortcore.errors import InvalidArgument
 from ortcore.window_geometry import transpose_window
+from ortcore_cpu import jit
+from ortcore_cpu.ops.nn import _conv_loops
 from ortcore_cpu.ops.nn._spatial import Window, pad_input, patches, taps, window
 from ortcore_cpu.registry import kernel
 
@@ -117,6 +128,8 @@ class _Weights:
         w = np.asarray(w, dtype=dtype)
         self.mat = np.ascontiguousarray(w.reshape(group, m // group, -1))
         self.bias = None if bias is None else np.asarray(bias, dtype=dtype).reshape(-1, *(1,) * nd)
+        # the compiled loops take the bias as [M], zeros where there is none
+        self.bias_vector = np.zeros(m, dtype) if bias is None else np.ascontiguousarray(self.bias.reshape(-1))
         self.mat_bias = None
         if bias is not None and nd and any(k > 1 for k in w.shape[2:]):
             column = np.asarray(bias, dtype=dtype).reshape(group, m // group, 1)
@@ -128,6 +141,7 @@ class _Weights:
         if self.depthwise:
             self.taps_last = np.ascontiguousarray(w.reshape(m, -1).T)  # [taps, M]
             self.taps = self.taps_last.reshape(-1, m, *(1,) * nd)  # broadcasts over NCHW
+            self.planes = np.ascontiguousarray(w.reshape(m, *w.shape[2:]))  # [M, *k]
 
     def winograd(self, tiles: _Tiles) -> np.ndarray:
         """``[n*n, M, C]``: the 3x3 kernels in the Winograd domain of ``tiles``, G g G^T.
@@ -455,7 +469,8 @@ def _conv(
     wp: _Weights,
     win: Window,
     z: np.ndarray | None = None,
-    act: Callable[[np.ndarray], object] | None = None,
+    act: _Activation | None = None,
+    loops: _Loops | None = None,
 ) -> np.ndarray:
     """Conv of ``x`` (already in the compute dtype) with packed weights and bias, then ``act(y + z)``."""
     if x.shape[1] != wp.shape[1] * wp.group:
@@ -467,6 +482,8 @@ def _conv(
         y = np.zeros((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
         _epilogue(y, wp.bias, z, act)
         return y
+    if wp.depthwise and loops is not None and x.ndim == 4 and min(win.begin) >= 0:
+        return _depthwise_loop(x, wp, win, z, act, loops.depthwise)
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
     elif tiles := _winograd_tiles(wp, win):
@@ -476,20 +493,62 @@ def _conv(
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
-    _epilogue(y, None if bias_added else wp.bias, z, act)
+    _epilogue(y, None if bias_added else wp.bias, z, act, None if loops is None else loops.epilogue)
+    return y
+
+
+def _skip_input(z: np.ndarray | None, y: np.ndarray) -> np.ndarray | None:
+    """FusedConv's Z as the compiled loops read it: shaped like ``y``, C-contiguous, in its dtype."""
+    return None if z is None else np.ascontiguousarray(np.broadcast_to(np.asarray(z, dtype=y.dtype), y.shape))
+
+
+def _depthwise_loop(
+    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loop: Callable[..., None]
+) -> np.ndarray:
+    """2-D depthwise conv with the bias, Z and activation, in one compiled loop over the output."""
+    y = np.empty((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
+    geometry = (*win.strides, *win.dilations, *win.begin)
+    activation = (act or _IDENTITY).arguments(y.dtype)
+    loop(np.ascontiguousarray(x), wp.planes, wp.bias_vector, _skip_input(z, y), y, *geometry, *activation)
     return y
 
 
 def _epilogue(
-    y: np.ndarray, bias: np.ndarray | None, z: np.ndarray | None, act: Callable[[np.ndarray], object] | None
+    y: np.ndarray,
+    bias: np.ndarray | None,
+    z: np.ndarray | None,
+    act: _Activation | None,
+    loop: Callable[..., None] | None = None,
 ) -> None:
-    """``y = act(y + bias + z)`` in place (FusedConv's Z and activation)."""
+    """``y = act(y + bias + z)`` in place (FusedConv's Z and activation): one compiled pass, or numpy's."""
+    if bias is None and z is None and act is None:
+        return
+    if loop is not None:
+        n, m = y.shape[:2]
+        vector = np.zeros(m, y.dtype) if bias is None else bias.reshape(m)
+        skip = _skip_input(z, y)
+        skip = None if skip is None else skip.reshape(n, m, -1)
+        loop(_view(y, (n, m, -1)), vector, skip, *(act or _IDENTITY).arguments(y.dtype))
+        return
     if bias is not None:
         y += bias
     if z is not None:
         y += z
     if act is not None:
         act(y)
+
+
+class _Loops(NamedTuple):
+    """The compiled loops of one conv kernel (:mod:`ortcore_cpu.jit`), picked when it is created."""
+
+    depthwise: Callable[..., None]
+    epilogue: Callable[..., None]
+
+
+def _compiled_loops() -> _Loops | None:
+    """The conv loops compiled, or None where compiled loops are off."""
+    depthwise, epilogue = jit.loop(_conv_loops.depthwise), jit.loop(_conv_loops.epilogue)
+    return None if depthwise is None or epilogue is None else _Loops(depthwise, epilogue)
 
 
 class _ConvNode:
@@ -506,6 +565,7 @@ class _ConvNode:
         b_given = bool(inputs[2]) if len(inputs) > 2 else b is not None
         self.packed = _Weights(w, group, dtype, b) if w is not None and (b is not None or not b_given) else None
         self.windows: dict[tuple[int, ...], Window] = {}
+        self.loops = _compiled_loops()
 
     def __call__(
         self,
@@ -513,7 +573,7 @@ class _ConvNode:
         w: np.ndarray,
         b: np.ndarray | None = None,
         z: np.ndarray | None = None,
-        act: Callable[[np.ndarray], object] | None = None,
+        act: _Activation | None = None,
     ) -> np.ndarray:
         cdt = compute_dtype(x.dtype)
         wp = (
@@ -523,7 +583,7 @@ class _ConvNode:
         if win is None:
             kernel_ = self.kernel_shape or tuple(w.shape[2:])
             win = self.windows[x.shape] = _conv_window(x.shape, kernel_, self.attrs)
-        return _conv(np.asarray(x, dtype=cdt), wp, win, z, act)
+        return _conv(np.asarray(x, dtype=cdt), wp, win, z, act, self.loops)
 
 
 @kernel("Conv", since=1, dtypes=_FLOAT, factory=True)
@@ -549,27 +609,57 @@ def make_conv(
     return run
 
 
-def _activation(name: str, params: list[float] | None) -> Callable[[np.ndarray], object] | None:
-    """In-place activation of com.microsoft FusedConv (onnxruntime's contrib op)."""
+class _Activation(NamedTuple):
+    """A FusedConv activation: its code in :mod:`._conv_loops` and parameters; called, it applies in place."""
+
+    code: int
+    alpha: float = 1.0
+    beta: float = 0.0
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    def arguments(self, dtype: np.dtype) -> tuple[Any, ...]:
+        """``(code, alpha, beta, lo, hi)`` for the compiled loops, the numbers in ``dtype``."""
+        number = np.dtype(dtype).type
+        return self.code, number(self.alpha), number(self.beta), number(self.lo), number(self.hi)
+
+    def __call__(self, y: np.ndarray) -> None:
+        number = y.dtype.type
+        if self.code == _conv_loops.CLIP:
+            np.clip(y, number(self.lo), number(self.hi), out=y)
+        elif self.code == _conv_loops.LEAKY_RELU:
+            np.multiply(y, np.where(y < 0, number(self.alpha), number(1)), out=y)
+        elif self.code == _conv_loops.HARD_SIGMOID:
+            np.clip(y * number(self.alpha) + number(self.beta), number(self.lo), number(self.hi), out=y)
+        elif self.code == _conv_loops.SIGMOID:
+            np.divide(1, 1 + np.exp(-y), out=y)
+        elif self.code == _conv_loops.TANH:
+            np.tanh(y, out=y)
+
+
+_IDENTITY = _Activation(_conv_loops.NONE)
+
+
+def _activation(name: str, params: list[float] | None) -> _Activation | None:
+    """com.microsoft FusedConv's activation (onnxruntime's contrib op) by name, with its defaults."""
     name = name.decode() if isinstance(name, bytes) else name
-    p = list(params or [])
+    p = [float(v) for v in params or []]
     if name in ("", "Identity"):
         return None
     if name == "Relu":
-        return lambda y: np.maximum(y, 0, out=y)
+        return _Activation(_conv_loops.CLIP, lo=0.0)
     if name == "LeakyRelu":
-        alpha = p[0] if p else 0.01
-        return lambda y: np.multiply(y, np.where(y < 0, y.dtype.type(alpha), y.dtype.type(1)), out=y)
+        return _Activation(_conv_loops.LEAKY_RELU, alpha=p[0] if p else 0.01)
     if name == "Clip":
-        lo, hi = (p + [-np.inf, np.inf][len(p) :])[:2]
-        return lambda y: np.clip(y, lo, hi, out=y)
+        lo, hi = (p + [-math.inf, math.inf][len(p) :])[:2]
+        return _Activation(_conv_loops.CLIP, lo=lo, hi=hi)
     if name == "Sigmoid":
-        return lambda y: np.divide(1, 1 + np.exp(-y), out=y)
+        return _Activation(_conv_loops.SIGMOID)
     if name == "Tanh":
-        return lambda y: np.tanh(y, out=y)
+        return _Activation(_conv_loops.TANH)
     if name == "HardSigmoid":
         alpha, beta = (p + [0.2, 0.5][len(p) :])[:2]
-        return lambda y: np.clip(y * y.dtype.type(alpha) + y.dtype.type(beta), 0, 1, out=y)
+        return _Activation(_conv_loops.HARD_SIGMOID, alpha, beta, 0.0, 1.0)
     raise InvalidArgument(f"FusedConv: unsupported activation {name!r}")
 
 
