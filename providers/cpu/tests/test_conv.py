@@ -536,6 +536,11 @@ DEPTHWISE_CASES = [
     pytest.param((1, 4, 9, 10), 1, (3, 3), {"strides": [1, 2], "pads": [0, 1, 1, 0]}, id="strides-1-2"),
     pytest.param((1, 4, 1, 1), 1, (3, 3), {"pads": [1, 1, 1, 1]}, id="1x1-image"),
     pytest.param((1, 4, 1, 1), 1, (1, 1), {}, id="1x1-image-1x1-kernel"),
+    # a 1x1 kernel at stride 1 without pads reads the input directly (BatchNormalization's form)
+    pytest.param((2, 5, 7, 6), 1, (1, 1), {}, id="1x1-kernel-batch2"),
+    pytest.param((1, 3, 6, 5), 2, (1, 1), {}, id="1x1-kernel-multiplier2"),
+    pytest.param((1, 3, 6, 5), 1, (1, 1), {"pads": [1, 0, 0, 1]}, id="1x1-kernel-padded"),
+    pytest.param((1, 3, 7, 6), 1, (1, 1), {"strides": [2, 2]}, id="1x1-kernel-stride2"),
     pytest.param((1, 2, 4, 4), 1, (3, 3), {"pads": [3, 3, 3, 3]}, id="pads-past-kernel"),
     pytest.param((1, 3, 7, 9), 1, (3, 3), {}, id="no-pads"),
     pytest.param((1, 4, 7, 8), 1, (3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, id="same-upper"),
@@ -586,15 +591,16 @@ FUSED_ACTIVATIONS = [
 @pytest.mark.parametrize("with_z", [False, True], ids=["no-z", "z"])
 @pytest.mark.parametrize(
     "group, strides, loop",
-    [(6, [1, 1], "depthwise"), (6, [2, 2], "depthwise"), (2, [1, 1], "epilogue")],
-    ids=["depthwise", "depthwise-stride2", "grouped"],
+    [(6, [1, 1], "depthwise"), (6, [2, 2], "depthwise"), (2, [1, 1], "epilogue"), (6, None, "depthwise")],
+    ids=["depthwise", "depthwise-stride2", "grouped", "depthwise-1x1"],
 )
 def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group, strides, loop):
     """FusedConv's bias, Z and activation fused into the depthwise loop, or one epilogue pass after the GEMM."""
-    x, w, b = rand((2, 6, 9, 7)), rand((6, 6 // group, 3, 3)), rand((6,))
-    out = (2, 6, 9, 7) if strides == [1, 1] else (2, 6, 5, 4)
+    kernel = (3, 3) if strides else (1, 1)
+    x, w, b = rand((2, 6, 9, 7)), rand((6, 6 // group, *kernel)), rand((6,))
+    out = (2, 6, 9, 7) if strides in ([1, 1], None) else (2, 6, 5, 4)
     z = rand(out) if with_z else None
-    attrs = {"group": group, "strides": strides, "pads": [1, 1, 1, 1]}
+    attrs = {"group": group, "strides": strides, "pads": [1, 1, 1, 1]} if strides else {"group": group}
     if activation:
         attrs["activation"] = activation
     if params:

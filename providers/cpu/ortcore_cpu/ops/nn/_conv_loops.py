@@ -59,9 +59,16 @@ def depthwise(
     # output (oh, ow) at sums[oh * plane_w + ow]; the last row's columns past out_w would read past the plane
     sums = np.empty(out_h * plane_w if whole else 0, y.dtype)
     count = (out_h - 1) * plane_w + out_w
+    # a 1x1 kernel at stride 1 without pads (a per-channel scale, as BatchNormalization
+    # becomes) reads the input directly
+    pointwise = kernel_h == 1 and kernel_w == 1 and whole and pad_top == 0 and pad_left == 0 and plane_h == h
+    pointwise = pointwise and plane_w == width
+    # flat per-channel views, made once: a reshape per channel costs more than a 7x7 plane's work
+    x_flat = x.reshape(n, c, h * width)
+    y_flat = y.reshape(n, m_out, out_h * out_w)
     for i in range(n):
         for m in range(m_out):
-            if m % multiplier == 0:
+            if m % multiplier == 0 and not pointwise:
                 image = x[i, m // multiplier]
                 for r in range(rows):
                     src = image[r]
@@ -70,7 +77,13 @@ def depthwise(
                         dst[j] = src[j]
             k = w[m]
             b = bias[m]
-            if whole and unrolled:
+            if pointwise:
+                src = x_flat[i, m // multiplier]
+                dst = y_flat[i, m]
+                weight = k[0, 0]
+                for o in range(dst.size):
+                    dst[o] = weight * src[o] + b
+            elif whole and unrolled:
                 r0 = flat
                 r1 = flat[dilation_h * plane_w :]
                 r2 = flat[2 * dilation_h * plane_w :]
@@ -93,7 +106,7 @@ def depthwise(
                         src = flat[t * dilation_h * plane_w + u * dilation_w :]
                         for o in range(count):
                             sums[o] += weight * src[o]
-            for oh in range(out_h):
+            for oh in range(0 if pointwise else out_h):
                 out = y[i, m, oh]
                 if whole:
                     run = sums[oh * plane_w :]
@@ -131,30 +144,31 @@ def depthwise(
                             else:
                                 for o in range(out_w):
                                     out[o] += weight * src[o * stride_w]
-                if z is not None:
-                    skip = z[i, m, oh]
-                    for o in range(out_w):
-                        out[o] += skip[o]
-                if act == CLIP:
-                    for o in range(out_w):
-                        v = out[o]
-                        v = lo if v < lo else v
-                        out[o] = hi if v > hi else v
-                elif act == LEAKY_RELU:
-                    for o in range(out_w):
-                        v = out[o]
-                        out[o] = v * alpha if v < 0 else v
-                elif act == HARD_SIGMOID:
-                    for o in range(out_w):
-                        v = alpha * out[o] + beta
-                        v = lo if v < lo else v
-                        out[o] = hi if v > hi else v
-                elif act == SIGMOID:
-                    for o in range(out_w):
-                        out[o] = 1 / (1 + math.exp(-out[o]))
-                elif act == TANH:
-                    for o in range(out_w):
-                        out[o] = math.tanh(out[o])
+            out = y_flat[i, m]
+            if z is not None:
+                skip = z[i, m].reshape(-1)
+                for o in range(out.size):
+                    out[o] += skip[o]
+            if act == CLIP:
+                for o in range(out.size):
+                    v = out[o]
+                    v = lo if v < lo else v
+                    out[o] = hi if v > hi else v
+            elif act == LEAKY_RELU:
+                for o in range(out.size):
+                    v = out[o]
+                    out[o] = v * alpha if v < 0 else v
+            elif act == HARD_SIGMOID:
+                for o in range(out.size):
+                    v = alpha * out[o] + beta
+                    v = lo if v < lo else v
+                    out[o] = hi if v > hi else v
+            elif act == SIGMOID:
+                for o in range(out.size):
+                    out[o] = 1 / (1 + math.exp(-out[o]))
+            elif act == TANH:
+                for o in range(out.size):
+                    out[o] = math.tanh(out[o])
 
 
 def epilogue(y, bias, z, act, alpha, beta, lo, hi):
