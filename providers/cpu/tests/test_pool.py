@@ -3,7 +3,11 @@
 Random kernels, strides, pads, dilations, ceil_mode and auto_pad over 1-D, 2-D
 and 3-D inputs, the MaxPool Indices output in both storage orders, every
 schema version, and MaxRoiPool/MaxUnpool. Expected values come from
-onnx.reference or from direct loops written here.
+onnx.reference, onnxruntime or direct loops written here.
+
+2-D MaxPool and AveragePool have a compiled loop (with numba) and a numpy
+path: their cases run on both, and a spy on the compiled loops checks which
+path ran.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from onnx.reference import ReferenceEvaluator
 import ortcore
 from ortcore.dtypes import onnx_elem_type
 from ortcore.testing import compare_outputs
+from ortcore_cpu import jit
 
 RNG = np.random.default_rng(11)
 
@@ -214,6 +219,199 @@ def test_average_pool_ceil_mode_counts_only_real_pads():
     (y,) = check("AveragePool", [x], attrs)
     assert y.shape == (1, 1, 3, 3)
     assert y[0, 0, 2, 2] == 24.0
+
+
+# -- 2-D MaxPool and AveragePool: compiled loops and the numpy path ----------------------
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def loops(request, monkeypatch):
+    """The path kernels created in the test take, and the names of the compiled loops they call.
+
+    The spy wraps what ``jit.loop`` returns, so the real compiled loop still computes the result.
+    """
+    if request.param == "numpy":
+        monkeypatch.setenv(jit.ENV, "0")
+    else:
+        monkeypatch.delenv(jit.ENV, raising=False)
+        if not jit.enabled():
+            pytest.skip(jit.status()[1])
+    calls = []
+    compile_loop = jit.loop
+
+    def spy(fn):
+        compiled = compile_loop(fn)
+        if compiled is None:
+            return None
+
+        def counted(*args):
+            calls.append(fn.__name__)
+            return compiled(*args)
+
+        return counted
+
+    monkeypatch.setattr(jit, "loop", spy)
+    return request.param, calls
+
+
+def ran(loops, op, kind):
+    """The compiled loops a 2-D ``op`` calls on the fixture's path: its ``kind`` one ("rows",
+    "planes") once, or none for the numpy path and for windows that take the Global pool."""
+    path, _ = loops
+    if path == "numpy" or kind is None:
+        return []
+    return [f"{LOOP_OF[op]}_{kind}"]
+
+
+def ort_run(op, x, attrs, opset=22):
+    """``op`` on ``x`` through onnxruntime (IR 8: the installed build reads IR <= 13)."""
+    ort = pytest.importorskip("onnxruntime")
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", onnx_elem_type(x.dtype), x.shape)],
+        [helper.make_tensor_value_info("y", onnx_elem_type(x.dtype), None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})
+
+
+K3S2 = {"kernel_shape": [3, 3], "strides": [2, 2]}
+K3S1P1 = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+LOOP_OF = {"MaxPool": "max_pool_2d", "AveragePool": "average_pool_2d"}
+# (shape, attributes, the compiled loop that takes them): "planes" for stride 1 with the output
+# as wide as the input, "rows" otherwise, None where the window is the whole image
+POOL_2D = [
+    pytest.param((1, 4, 14, 14), K3S2 | {"pads": [1, 1, 1, 1]}, "rows", id="3x3-s2-p1"),
+    pytest.param((1, 3, 13, 12), K3S2 | {"ceil_mode": 1}, "rows", id="3x3-s2-ceil"),
+    pytest.param((1, 3, 15, 15), K3S2 | {"ceil_mode": 1, "pads": [1, 0, 1, 1]}, "rows", id="3x3-s2-ceil-pads"),
+    pytest.param((1, 3, 9, 8), K3S1P1, "planes", id="3x3-s1-p1"),
+    pytest.param((1, 3, 7, 7), K3S1P1 | {"count_include_pad": 1}, "planes", id="3x3-s1-p1-include-pad"),
+    pytest.param((1, 2, 6, 5), {"kernel_shape": [3, 3], "pads": [0, 2, 2, 0]}, "planes", id="3x3-s1-pads-one-side"),
+    pytest.param((1, 2, 6, 9), {"kernel_shape": [2, 5], "pads": [1, 1, 0, 3]}, "planes", id="2x5-s1-same-width"),
+    pytest.param((1, 3, 10, 9), K3S2 | {"pads": [0, 0, 1, 1]}, "rows", id="pads-end-only"),
+    pytest.param(
+        (1, 2, 9, 11), {"kernel_shape": [3, 4], "pads": [2, 0, 0, 3], "count_include_pad": 1}, "planes", id="pads-asym"
+    ),
+    pytest.param(
+        (1, 2, 9, 11),
+        {"kernel_shape": [3, 4], "pads": [2, 0, 0, 1], "count_include_pad": 1},
+        "rows",
+        id="pads-asym-narrower",
+    ),
+    pytest.param((1, 2, 8, 9), {"kernel_shape": [3, 3]}, "rows", id="3x3-s1-unpadded"),
+    pytest.param((1, 2, 10, 10), {"kernel_shape": [3, 3], "strides": [3, 3]}, "rows", id="stride-3"),
+    pytest.param(
+        (1, 2, 11, 13), {"kernel_shape": [4, 5], "strides": [3, 2], "pads": [1, 2, 2, 1]}, "rows", id="kernel>stride"
+    ),
+    pytest.param((1, 2, 8, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}, "rows", id="2x2-s2"),
+    pytest.param(
+        (1, 2, 9, 12), {"kernel_shape": [3, 2], "strides": [1, 2], "pads": [1, 0, 1, 0]}, "rows", id="strides-1x2"
+    ),
+    pytest.param((1, 2, 12, 9), {"kernel_shape": [1, 3], "strides": [2, 1], "ceil_mode": 1}, "rows", id="strides-2x1"),
+    pytest.param((1, 2, 6, 17), {"kernel_shape": [5, 1], "strides": [1, 3], "pads": [2, 0, 2, 0]}, "rows", id="5x1-s3"),
+    pytest.param((2, 3, 8, 8), K3S2 | {"pads": [1, 1, 1, 1], "count_include_pad": 1}, "rows", id="batch-2"),
+    pytest.param((2, 3, 8, 8), K3S1P1 | {"count_include_pad": 1}, "planes", id="batch-2-s1"),
+    pytest.param((1, 3, 7, 9), K3S2 | {"pads": [1, 1, 1, 1], "ceil_mode": 1}, "rows", id="7x9"),
+    pytest.param((1, 2, 1, 1), K3S1P1, "planes", id="1x1"),
+    pytest.param((1, 2, 1, 1), {"kernel_shape": [1, 1], "strides": [2, 2]}, None, id="1x1-k1"),
+    pytest.param((1, 2, 7, 7), {"kernel_shape": [7, 7]}, None, id="whole-image"),
+    pytest.param((1, 8, 7, 6), {"kernel_shape": [7, 6], "strides": [2, 2]}, None, id="whole-image-strided"),
+    pytest.param(
+        (1, 2, 7, 7), {"kernel_shape": [7, 7], "pads": [0, 0, 1, 1], "ceil_mode": 1}, "rows", id="whole-image-padded"
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, attrs, kind", POOL_2D)
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pool_2d(op, shape, attrs, kind, dtype, loops):
+    """Against onnxruntime, or onnx.reference for float64 AveragePool (which onnxruntime lacks).
+
+    onnx.reference is not the first choice: its MaxPool mis-sizes some asymmetric pads.
+    """
+    if op == "MaxPool":
+        attrs = {k: v for k, v in attrs.items() if k != "count_include_pad"}
+    x = rand(shape, dtype)
+    expected = ort_run(op, x, attrs) if op == "MaxPool" or dtype == np.float32 else None
+    check(op, [x], attrs, expected=expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert loops[1] == ran(loops, op, kind)
+
+
+@pytest.mark.parametrize(
+    "attrs, kind",
+    [
+        ({"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2, 2, 2, 2]}, "planes"),
+        ({"kernel_shape": [2, 3], "dilations": [3, 2], "pads": [2, 1, 1, 3]}, "planes"),
+        ({"kernel_shape": [2, 3], "dilations": [3, 1], "strides": [2, 2]}, "rows"),
+        ({"kernel_shape": [3, 2], "dilations": [1, 3], "strides": [1, 2], "pads": [0, 1, 1, 2]}, "rows"),
+        ({"kernel_shape": [3, 3], "dilations": [2, 2], "strides": [2, 2], "ceil_mode": 1}, "rows"),
+    ],
+)
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pool_2d_dilations(op, attrs, kind, loops):
+    x = rand((1, 3, 11, 10))
+    if op == "MaxPool":
+        check(op, [x], attrs)
+    else:  # onnx.reference's AveragePool ignores dilations; count only the taps inside the input
+        attrs = attrs | {"count_include_pad": 0}
+        if attrs.get("ceil_mode"):
+            return
+        check(op, [x], attrs, expected=[window_loop(x, attrs, lambda v, _: v.mean())])
+    assert loops[1] == ran(loops, op, kind)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "attrs, kind",
+    [
+        (K3S2 | {"pads": [1, 1, 1, 1]}, "rows"),
+        (K3S1P1, "planes"),
+        ({"kernel_shape": [2, 3], "pads": [1, 0, 0, 2]}, "planes"),
+        ({"kernel_shape": [2, 2], "strides": [2, 2]}, "rows"),
+        ({"kernel_shape": [3, 4], "strides": [3, 3], "pads": [1, 2, 1, 0]}, "rows"),
+    ],
+)
+def test_max_pool_2d_propagates_nan(attrs, kind, dtype, loops):
+    """A NaN anywhere in a window gives NaN (numpy's maximum), including next to the pads and -inf."""
+    x = rand((1, 2, 9, 10), dtype)
+    x[0, 0, 0, 0] = x[0, 0, 4, 5] = x[0, 1, 8, 9] = x[0, 1, 3, 0] = np.nan
+    x[0, 1, 0, :] = -np.inf
+    x[0, 1, 1, 1] = np.nan
+    expected = window_loop(x, attrs, lambda v, _: v.max())
+    (y,) = check("MaxPool", [x], attrs, expected=[expected])
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    assert np.isnan(y).any()
+    assert loops[1] == ran(loops, "MaxPool", kind)
+
+
+def test_pool_2d_reads_strided_inputs(loops):
+    x = rand((1, 3, 12, 10))[:, :, ::2, 1:]
+    for op in ("MaxPool", "AveragePool"):
+        check(op, [x], K3S1P1)
+    assert loops[1] == ran(loops, "MaxPool", "planes") + ran(loops, "AveragePool", "planes")
+
+
+@pytest.mark.parametrize(
+    "op, x, attrs, n_out",
+    [
+        ("MaxPool", rand((1, 2, 9)), {"kernel_shape": [3], "strides": [2]}, 1),
+        ("AveragePool", rand((1, 2, 5, 6, 7)), {"kernel_shape": [3, 3, 3], "pads": [1] * 6}, 1),
+        ("MaxPool", rand((1, 2, 7, 7)).astype(np.float16), K3S2, 1),
+        ("AveragePool", rand((1, 2, 7, 7)).astype(ml_dtypes.bfloat16), K3S2, 1),
+        ("MaxPool", rand((1, 2, 7, 7)), K3S2, 2),
+    ],
+    ids=["1-D", "3-D", "float16", "bfloat16", "with-indices"],
+)
+def test_pool_numpy_path_outside_2d_float(op, x, attrs, n_out, loops):
+    """Other ranks and dtypes, and MaxPool with Indices, take the numpy path whether or not numba is on."""
+    expected = [window_loop(x.astype(np.float64), attrs, lambda v, _: v.max() if op == "MaxPool" else v.mean())]
+    (y, *_), _, _ = run(op, [x], attrs, n_out=n_out)
+    compare_outputs(expected[0].astype(x.dtype), y, rtol=1e-2, atol=1e-2)
+    assert loops[1] == []
 
 
 # -- LpPool and global pools ------------------------------------------------------------

@@ -1,8 +1,17 @@
 """Pooling: MaxPool, AveragePool, LpPool, their Global forms, MaxRoiPool and MaxUnpool.
 
-The windowed pools loop over kernel taps (never over pixels): each tap is one
-strided view of the padded input covering every output position. Max and sum
-are separable, so without Indices the window is reduced one spatial axis at a
+MaxPool (without Indices) and AveragePool on float32/float64 ``[N, C, H, W]``
+inputs run compiled loops where numba is on (:mod:`ortcore_cpu.jit`, loops in
+:mod:`._pool_loops`): one output row at a time, or for stride 1 with the
+output as wide as the input one whole image at a time; windows are clipped to
+the input rather than the input padded. The kernel learns at creation whether
+it has the loops; each input shape picks one. A window that is the whole
+unpadded image is the Global pool, for every rank and dtype.
+
+Everything else (other ranks and dtypes, Indices, LpPool, or numba off) is
+numpy, looping over kernel taps (never over pixels): each tap is one strided
+view of the padded input covering every output position. Max and sum are
+separable, so without Indices the window is reduced one spatial axis at a
 time (k1 + k2 taps instead of k1 * k2).
 """
 
@@ -10,17 +19,22 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
 from ortcore.errors import InvalidArgument
+from ortcore_cpu import jit
+from ortcore_cpu.ops.nn import _pool_loops
 from ortcore_cpu.ops.nn._spatial import Window, pad_input, taps, window
 from ortcore_cpu.registry import kernel
 
 _FLOAT = (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)
 _MAXPOOL_TYPES = (*_FLOAT, np.int8, np.uint8)
+# dtypes with a compiled 2-D loop (where numba is on); the rest take the numpy path
+_COMPILED = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _pool_window(x: np.ndarray, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode) -> Window:
@@ -87,6 +101,38 @@ def _separable(xp: np.ndarray, win: Window, op: np.ufunc) -> np.ndarray:
     return cur if fresh else cur.copy()
 
 
+def _compiled(rows: Callable[..., Any], planes: Callable[..., Any]) -> tuple[Callable[..., Any], ...] | None:
+    """A pool's two 2-D loops compiled (per output row, per image), or None where compiled loops are off."""
+    rows, planes = jit.loop(rows), jit.loop(planes)
+    return None if rows is None or planes is None else (rows, planes)
+
+
+def _whole_image(win: Window, spatial: tuple[int, ...]) -> bool:
+    """The one window is the whole unpadded image: the pool is its Global form."""
+    return win.kernel == spatial and not any(win.begin) and not any(win.end)
+
+
+@functools.lru_cache(maxsize=256)
+def _inside(win: Window, width: int) -> np.ndarray:
+    """``[kernel_w, OH * OW]``: whether each column tap of each (flat) output lies in its input row."""
+    cols = np.arange(win.out[1]) * win.strides[1] - win.begin[1] + np.arange(win.kernel[1])[:, None] * win.dilations[1]
+    inside = np.tile((cols >= 0) & (cols < width), (1, win.out[0]))
+    inside.flags.writeable = False
+    return inside
+
+
+def _run_2d(loops: tuple[Callable[..., Any], ...], x: np.ndarray, win: Window, *extra: Any) -> np.ndarray:
+    """The compiled loop that suits ``win`` over ``x[N, C, H, W]``, into a new ``y[N, C, *win.out]``."""
+    rows, planes = loops
+    x = np.ascontiguousarray(x)
+    y = np.empty((*x.shape[:2], *win.out), dtype=x.dtype)
+    if win.strides == (1, 1) and win.out[1] == x.shape[3]:
+        planes(x, y, *win.kernel, *win.dilations, *win.begin, _inside(win, x.shape[3]), *extra)
+    else:
+        rows(x, y, *win.kernel, *win.strides, *win.dilations, *win.begin, *extra)
+    return y
+
+
 def _max_pool(x: np.ndarray, win: Window, with_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
     xp = pad_input(x, win, _lowest(x.dtype))
     if not with_indices:
@@ -124,11 +170,16 @@ def make_max_pool(
     outputs = ctx.node.outputs if ctx.node is not None else [""] * ctx.n_outputs
     with_indices = len(outputs) > 1 and bool(outputs[1])
     windows: dict[tuple[int, ...], Window] = {}
+    loops = None if with_indices else _compiled(_pool_loops.max_pool_2d_rows, _pool_loops.max_pool_2d_planes)
 
     def run(x: np.ndarray) -> tuple[np.ndarray, ...]:
         win = windows.get(x.shape)
         if win is None:
             win = windows[x.shape] = _pool_window(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        if not with_indices and _whole_image(win, x.shape[2:]):
+            return (global_max_pool(x),)
+        if loops is not None and x.ndim == 4 and x.dtype in _COMPILED:
+            return (_run_2d(loops, x, win),)
         # bfloat16 has no fast numpy loops; its values are exact in float32
         y, best = _max_pool(x.astype(np.float32) if x.dtype.kind == "V" else x, win, with_indices)
         y = y.astype(x.dtype, copy=False)
@@ -146,11 +197,16 @@ def _inverse_counts(win: Window, in_shape: tuple[int, ...], include_pad: bool, d
     A scalar when every window is full; cached per geometry (the array is shared,
     callers only read it).
     """
-    counts = _counts(win, in_shape, include_pad)
     full = math.prod(win.kernel)
-    if np.all(counts == full):
+    if np.all(_counts(win, in_shape, include_pad) == full):
         return dtype.type(1.0 / full)
-    inverse = (1.0 / counts).astype(dtype)
+    return _inverse_grid(win, in_shape, include_pad, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _inverse_grid(win: Window, in_shape: tuple[int, ...], include_pad: bool, dtype: np.dtype) -> np.ndarray:
+    """:func:`_inverse_counts` as a full ``[*win.out]`` array even where windows are full (read-only)."""
+    inverse = (1.0 / _counts(win, in_shape, include_pad)).astype(dtype)
     inverse.flags.writeable = False
     return inverse
 
@@ -171,15 +227,14 @@ def _sum_pool(x: np.ndarray, win: Window) -> np.ndarray:
     return _separable(pad_input(x, win), win, np.add)
 
 
-@kernel("AveragePool", since=1, dtypes=_FLOAT)
-@kernel("AveragePool", since=7, dtypes=_FLOAT)
-@kernel("AveragePool", since=10, dtypes=_FLOAT)
-@kernel("AveragePool", since=11, dtypes=_FLOAT)
-@kernel("AveragePool", since=19, dtypes=_FLOAT)
-@kernel("AveragePool", since=22, dtypes=_FLOAT)
-def average_pool(
-    x: np.ndarray,
-    /,
+@kernel("AveragePool", since=1, dtypes=_FLOAT, factory=True)
+@kernel("AveragePool", since=7, dtypes=_FLOAT, factory=True)
+@kernel("AveragePool", since=10, dtypes=_FLOAT, factory=True)
+@kernel("AveragePool", since=11, dtypes=_FLOAT, factory=True)
+@kernel("AveragePool", since=19, dtypes=_FLOAT, factory=True)
+@kernel("AveragePool", since=22, dtypes=_FLOAT, factory=True)
+def make_average_pool(
+    ctx: Any,
     *,
     auto_pad: str = "NOTSET",
     ceil_mode: int = 0,
@@ -188,13 +243,26 @@ def average_pool(
     kernel_shape: list[int] | None = None,
     pads: list[int] | None = None,
     strides: list[int] | None = None,
-) -> np.ndarray:
+):
     """AveragePool-1..22: mean over the window; pads count only with count_include_pad."""
-    win = _pool_window(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    acc = x if x.dtype.itemsize >= 4 else x.astype(np.float32)
-    y = _sum_pool(acc, win)
-    y *= _inverse_counts(win, x.shape[2:], bool(count_include_pad), y.dtype)
-    return y.astype(x.dtype, copy=False)
+    include_pad = bool(count_include_pad)
+    windows: dict[tuple[int, ...], Window] = {}
+    loops = _compiled(_pool_loops.average_pool_2d_rows, _pool_loops.average_pool_2d_planes)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        win = windows.get(x.shape)
+        if win is None:
+            win = windows[x.shape] = _pool_window(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+        if _whole_image(win, x.shape[2:]):
+            return global_average_pool(x)
+        if loops is not None and x.ndim == 4 and x.dtype in _COMPILED:
+            return _run_2d(loops, x, win, _inverse_grid(win, x.shape[2:], include_pad, x.dtype))
+        acc = x if x.dtype.itemsize >= 4 else x.astype(np.float32)
+        y = _sum_pool(acc, win)
+        y *= _inverse_counts(win, x.shape[2:], include_pad, y.dtype)
+        return y.astype(x.dtype, copy=False)
+
+    return run
 
 
 @kernel("LpPool", since=1, dtypes=_FLOAT)
