@@ -18,8 +18,11 @@ import ortcore
 from ortcore.testing import LIGHT_MODELS, light_model_path, randomize_light_model
 
 
+@pytest.mark.parametrize("compiled_loops", ["on", "off"])
 @pytest.mark.parametrize("name", LIGHT_MODELS)
-def test_light_model_matches_onnxruntime(name, tmp_path):
+def test_light_model_matches_onnxruntime(name, compiled_loops, tmp_path, monkeypatch):
+    """With the CPU provider's compiled loops (where numba is installed) and on its numpy paths alone."""
+    monkeypatch.setenv("ORTCORE_CPU_JIT", "1" if compiled_loops == "on" else "0")
     model = randomize_light_model(onnx.load(light_model_path(name)), seed=7)
     data = model.SerializeToString()
     opts = ortcore.SessionOptions()

@@ -27,8 +27,28 @@ def _session(case):
         pytest.skip(f"unsupported by CPUExecutionProvider: {str(exc).splitlines()[-1].strip()}")
 
 
+# ops whose kernels have compiled loops (ortcore_cpu.jit): their cases also run on the numpy paths
+_COMPILED_OPS = {"Conv", "MaxPool", "AveragePool", "BatchNormalization"}
+NUMPY_PATH_CASES = [
+    c for c in CASES if _COMPILED_OPS & {n.op_type for n in onnx.load_model_from_string(c.model).graph.node}
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_node_case(case):
+    _check(case)
+
+
+@pytest.mark.parametrize("case", NUMPY_PATH_CASES, ids=[c.name for c in NUMPY_PATH_CASES])
+def test_node_case_on_numpy_paths(case, monkeypatch):
+    """The same cases with compiled loops switched off."""
+    from ortcore_cpu import jit
+
+    monkeypatch.setenv(jit.ENV, "0")
+    _check(case)
+
+
+def _check(case):
     sess = _session(case)
     model = onnx.load_model_from_string(case.model)
     inits = {t.name for t in model.graph.initializer}
