@@ -2,10 +2,14 @@
 
 Each (runtime, model) pair runs in a fresh child process, so one runtime's
 allocations cannot hide in another's freed pages. The child imports its
-runtime, records its resident set size (RSS), creates the session, runs it
-``--runs`` times, and reports the RSS high-water mark above that baseline:
-the memory the model costs (weights, plans, arenas, intermediate values),
-not the interpreter and libraries. Run with
+runtime and runs a tiny model once (ortcore's demo CNN), which loads the
+libraries a runtime brings in on first use (for ortcore with numba, the
+compiler behind the CPU provider's compiled loops). It then records its
+resident set size (RSS), creates the session, runs it ``--runs`` times, and
+reports the RSS high-water mark above that baseline: the memory the model
+costs (weights, plans, arenas, intermediate values), not the interpreter and
+libraries. The libraries' cost, the RSS growth from import to baseline, is
+shown beside it. Run with
 
     uv run python benchmarks/bench_memory.py [--models resnet50,densenet121] [--threads 2]
 
@@ -28,6 +32,19 @@ def _rss_kib() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def _warm_up(make_session) -> None:
+    """Create and run a session of the demo CNN once: the libraries a runtime loads on first use."""
+    import numpy as np
+
+    from ortcore.demo import build_demo_model
+
+    model = build_demo_model()
+    model.ir_version = 8  # onnxruntime reads older IR versions than onnx writes
+    sess = make_session(model.SerializeToString())
+    names = sess.input_names if hasattr(sess, "input_names") else [i.name for i in sess.get_inputs()]
+    sess.run(None, {names[0]: np.zeros((1, 3, 32, 32), np.float32)})
+
+
 def child(runtime: str, model_name: str, runs: int, threads: int) -> dict:
     import numpy as np
 
@@ -41,6 +58,8 @@ def child(runtime: str, model_name: str, runs: int, threads: int) -> dict:
 
         options = ortcore.SessionOptions()
         options.intra_op_num_threads = threads
+        imported = _rss_kib()
+        _warm_up(lambda m: ortcore.InferenceSession(m, options))
         base = _rss_kib()
         tracemalloc.start()
         sess = ortcore.InferenceSession(path, options)
@@ -49,11 +68,15 @@ def child(runtime: str, model_name: str, runs: int, threads: int) -> dict:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        imported = _rss_kib()
+        _warm_up(lambda m: onnxruntime.InferenceSession(m, options, providers=["CPUExecutionProvider"]))
         base = _rss_kib()
         sess = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     else:
         import onnx.reference
 
+        imported = _rss_kib()
+        _warm_up(onnx.reference.ReferenceEvaluator)
         base = _rss_kib()
         sess = onnx.reference.ReferenceEvaluator(path)
     name = sess.get_inputs()[0].name if runtime != "reference" else sess.input_names[0]
@@ -61,7 +84,7 @@ def child(runtime: str, model_name: str, runs: int, threads: int) -> dict:
     for _ in range(runs):
         sess.run(None, {name: x})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    result = {"rss_mib": (peak - base) / 1024}
+    result = {"rss_mib": (peak - base) / 1024, "libraries_mib": (base - imported) / 1024}
     if runtime == "ortcore":
         result["traced_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
     return result
@@ -94,8 +117,9 @@ def main() -> int:
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    print(f"peak RSS above the post-import baseline, MiB (threads={args.threads}, runs={args.runs})")
+    print(f"peak RSS above the warmed-up baseline, MiB (threads={args.threads}, runs={args.runs})")
     header = f"{'model':<14} {'ortcore':>9} {'(traced)':>9} {'ort':>9}" + (f" {'ref':>9}" if args.reference else "") + f" {'ortcore/ort':>12}"
+    header += f" {'libs ortcore':>13} {'libs ort':>9}"
     print(header)
     print("-" * len(header))
     for model in names:
@@ -104,6 +128,7 @@ def main() -> int:
         if args.reference:
             row += f" {m['reference']['rss_mib']:>9.1f}"
         row += f" {m['ortcore']['rss_mib'] / m['onnxruntime']['rss_mib']:>12.2f}"
+        row += f" {m['ortcore']['libraries_mib']:>13.1f} {m['onnxruntime']['libraries_mib']:>9.1f}"
         print(row, flush=True)
     return 0
 
