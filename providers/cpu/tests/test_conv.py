@@ -214,10 +214,17 @@ def test_conv_depthwise_flat_path(x_shape, w_shape, attrs):
     ],
 )
 @pytest.mark.parametrize("constant", [(1, 2), ()], ids=["packed", "runtime"])
-def test_conv_few_outputs_kn2row_path(x_shape, w_shape, attrs, constant):
-    """Stride 1 with at most half as many outputs as inputs: one GEMM over all taps, shifted sums."""
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_conv_few_outputs_kn2row_path(conv_loops, x_shape, w_shape, attrs, constant, with_bias):
+    """Stride 1 with at most half as many outputs as inputs: one GEMM over all taps, shifted sums.
+
+    The sums are one compiled pass for 2-D images with compiled loops on.
+    """
     x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
-    check("Conv", [x, w, b], attrs, constant=constant, expected=direct_conv(x, w, b, **attrs))
+    inputs = [x, w, b] if with_bias else [x, w]
+    expected = direct_conv(x, w, b if with_bias else None, **attrs)
+    check("Conv", inputs, attrs, constant=constant[: len(inputs) - 1], expected=expected)
+    assert conv_loops.calls == (["shifted_sum"] if conv_loops.on and len(x_shape) == 4 else [])
 
 
 def window_conv(x, w, pads):

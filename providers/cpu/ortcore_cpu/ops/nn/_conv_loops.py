@@ -171,6 +171,37 @@ def depthwise(
                     out[o] = math.tanh(out[o])
 
 
+def shifted_sum(products, offsets, bias, y, plane_w):
+    """kn2row's sums: ``y[i, g*Mg + m, oh, ow] = bias + sum_t products[i, g, t, m, oh * plane_w + ow + offsets[t]]``.
+
+    ``products[N, g, taps, Mg, L]`` holds every tap's weights times the flattened
+    padded image (one GEMM); ``y[N, M, OH, OW]``. Each output channel is summed
+    over whole padded rows in a scratch run (long, vectorised loops), then its
+    rows are cropped into ``y``: one pass over the output instead of one per tap.
+    """
+    n, groups, taps, mg, _ = products.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    count = (out_h - 1) * plane_w + out_w
+    run = np.empty(count, y.dtype)
+    for i in range(n):
+        for g in range(groups):
+            for m in range(mg):
+                b = bias[g * mg + m]
+                first = products[i, g, 0, m, offsets[0] :]
+                for o in range(count):
+                    run[o] = first[o] + b
+                for t in range(1, taps):
+                    src = products[i, g, t, m, offsets[t] :]
+                    for o in range(count):
+                        run[o] += src[o]
+                out = y[i, g * mg + m]
+                for oh in range(out_h):
+                    row = run[oh * plane_w :]
+                    dst = out[oh]
+                    for o in range(out_w):
+                        dst[o] = row[o]
+
+
 def epilogue(y, bias, z, act, alpha, beta, lo, hi):
     """``y = act(y + bias + z)`` in place on ``y[N, M, P]``, ``bias[M]``, ``z`` None or like ``y``."""
     n, m_out, p = y.shape

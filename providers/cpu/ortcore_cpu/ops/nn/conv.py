@@ -226,11 +226,13 @@ def _crop_rows(y: np.ndarray, padded: tuple[int, ...], win: Window) -> np.ndarra
     return np.ascontiguousarray(y[(Ellipsis, *(slice(0, o) for o in win.out[1:]))])
 
 
-def _kn2row(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
+def _kn2row(x: np.ndarray, wp: _Weights, win: Window, loop: Callable[..., None] | None = None) -> np.ndarray:
     """Stride-1 conv as one GEMM of all taps' weights with the flat image, then shifted sums.
 
     No im2col: the GEMM writes ``taps * M`` rows that are summed at each tap's
     flat offset, which beats copying ``taps * C`` rows when M is well below C.
+    The sums are one compiled pass (``loop``) for 2-D images where compiled
+    loops are on, else a numpy pass per tap.
     """
     n, c = x.shape[:2]
     g, cg = wp.group, c // wp.group
@@ -238,6 +240,10 @@ def _kn2row(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
     flat, padded, offsets, length = _flat_padded(x, win)
     z = np.matmul(wp.tap_major, flat.reshape(n, g, cg, -1))  # [N, g, taps*Mg, need]
     z = z.reshape(n, g, len(offsets), mg, -1)
+    if loop is not None and x.ndim == 4:
+        y = np.empty((n, g * mg, *win.out), dtype=z.dtype)
+        loop(z, np.array(offsets, dtype=np.int64), wp.bias_vector, y, padded[1])
+        return y
     y = np.empty((n, g, mg, length), dtype=z.dtype)
     off = offsets[0]
     if wp.bias is not None:
@@ -489,7 +495,7 @@ def _conv(
     elif tiles := _winograd_tiles(wp, win):
         y, bias_added = _winograd(x, wp, win, tiles), True
     elif _use_kn2row(wp, win):
-        y, bias_added = _kn2row(x, wp, win), True
+        y, bias_added = _kn2row(x, wp, win, None if loops is None else loops.shifted_sum), True
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
@@ -543,12 +549,13 @@ class _Loops(NamedTuple):
 
     depthwise: Callable[..., None]
     epilogue: Callable[..., None]
+    shifted_sum: Callable[..., None]
 
 
 def _compiled_loops() -> _Loops | None:
     """The conv loops compiled, or None where compiled loops are off."""
-    depthwise, epilogue = jit.loop(_conv_loops.depthwise), jit.loop(_conv_loops.epilogue)
-    return None if depthwise is None or epilogue is None else _Loops(depthwise, epilogue)
+    loops = [jit.loop(fn) for fn in (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.shifted_sum)]
+    return None if None in loops else _Loops(*loops)
 
 
 class _ConvNode:
