@@ -9,6 +9,8 @@ float64 or onnx.reference.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import ml_dtypes
 import numpy as np
 import onnx
@@ -119,44 +121,42 @@ def test_norms_bfloat16(op, opset, extra):
     close(expected, y, ml_dtypes.bfloat16, rtol=2e-2, atol=2e-2)
 
 
-@pytest.fixture
-def affine_calls(monkeypatch):
-    """Counts calls of the compiled BatchNormalization loop in sessions created after it."""
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+def norm_loops(request, monkeypatch):
+    """Compiled loops on or off for the sessions a test creates, and the compiled norm loops that ran."""
     from ortcore_cpu import jit
+    from ortcore_cpu.ops.nn import _norm_loops
 
+    if request.param and not jit.status()[0]:
+        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
+    monkeypatch.setenv(jit.ENV, "1" if request.param else "0")
     calls = []
     real_loop = jit.loop
 
     def spy_loop(fn):
         compiled = real_loop(fn)
-        if compiled is None or fn.__name__ != "channel_affine":
+        if compiled is None or fn.__module__ != _norm_loops.__name__:
             return compiled
 
-        def counted(*args):
-            calls.append(args[0].shape)
+        def recorded(*args):
+            calls.append(fn.__name__)
             return compiled(*args)
 
-        return counted
+        return recorded
 
     monkeypatch.setattr(jit, "loop", spy_loop)
-    return calls
+    return SimpleNamespace(on=request.param, calls=calls)
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(2, 3), (2, 3, 5), (1, 4, 3, 5), (2, 2, 2, 3, 2), (1, 64, 17, 9)])
-def test_batch_norm_compiled_and_numpy_paths(monkeypatch, affine_calls, compiled, dtype, shape):
+def test_batch_norm_compiled_and_numpy_paths(norm_loops, dtype, shape):
     """Folded inference BN: the compiled one-pass loop and the numpy path give the closed form."""
-    from ortcore_cpu import jit
-
-    if compiled and not jit.status()[0]:
-        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
-    monkeypatch.setenv(jit.ENV, "1" if compiled else "0")
     x = rand(shape, dtype)
     params = bn_params(shape[1], dtype)
     (y,), _, _ = run("BatchNormalization", [x, *params], {"epsilon": 1e-3}, opset=15, constant=(1, 2, 3, 4))
     close(bn_inference(x, *params, 1e-3), y, rtol=1e-9 if dtype == np.float64 else 1e-3)
-    assert len(affine_calls) == (1 if compiled else 0)
+    assert norm_loops.calls == (["channel_affine"] if norm_loops.on else [])
 
 
 def test_batch_norm_does_not_modify_input():
@@ -313,8 +313,11 @@ def test_lp_norm(opset, p, axis):
 @pytest.mark.parametrize("opset", [1, 13])
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 9])
 @pytest.mark.parametrize("beta", [0.6, 0.75, 0.5, 1.0])
-def test_lrn(opset, size, beta):
-    x = rand((2, 7, 3, 3), scale=2.0)
+@pytest.mark.parametrize(
+    "shape, dtype", [((2, 7, 3, 3), np.float32), ((1, 4, 5), np.float64), ((3, 6), np.float32)], ids=["4d", "3d-f64", "2d"]
+)
+def test_lrn(opset, size, beta, shape, dtype):
+    x = rand(shape, dtype, scale=2.0)
     attrs = {"size": size, "alpha": 1e-2, "beta": beta, "bias": 1.5}
     (y,), _, _ = run("LRN", [x], attrs, opset=opset)
     c = x.shape[1]
@@ -322,7 +325,9 @@ def test_lrn(opset, size, beta):
     sq = np.zeros_like(x, dtype=np.float64)
     for i in range(c):
         sq[:, i] = np.sum(x[:, max(0, i - lo) : min(c, i + hi + 1)].astype(np.float64) ** 2, axis=1)
-    close(x / (1.5 + 1e-2 / size * sq) ** beta, y)
+    tol = 1e-10 if dtype == np.float64 else 1e-3
+    alpha, beta = (float(np.float32(v)) for v in (1e-2, beta))  # ONNX float attributes are float32
+    close(x / (1.5 + alpha / size * sq) ** beta, y, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("opset", [9, 13])
