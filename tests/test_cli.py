@@ -50,3 +50,20 @@ def test_optimize_prints_each_pass_and_writes_a_model_onnxruntime_runs(capsys, t
     optimized = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
     original = onnxruntime.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
     np.testing.assert_allclose(optimized, original, rtol=1e-3, atol=1e-5)
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error():
+    """``ortcore providers | head -1``: the closed pipe ends the command quietly, exit status 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ortcore.cli import main; sys.exit(main(['providers']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
