@@ -159,6 +159,25 @@ def test_batch_norm_compiled_and_numpy_paths(norm_loops, dtype, shape):
     assert norm_loops.calls == (["channel_affine"] if norm_loops.on else [])
 
 
+def test_batch_norm_channel_mismatch_is_an_error_on_both_paths(norm_loops):
+    """A fed input with more channels than the constant parameters: an error naming both counts, never a read past them."""
+    params = [numpy_helper.from_array(p, n) for p, n in zip(bn_params(3), "sbmv")]
+    graph = helper.make_graph(
+        [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, "C", 4, 4])],
+        [onnx.ValueInfoProto(name="y")],
+        params,
+    )
+    sess = ortcore.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    )
+    with pytest.raises(ortcore.OrtCoreError, match="BatchNormalization.*has 5 channels, the parameters 3"):
+        sess.run(None, {"x": rand((1, 5, 4, 4))})
+    assert norm_loops.calls == []
+
+
 def test_batch_norm_does_not_modify_input():
     x = rand((1, 3, 4, 4))
     keep = x.copy()

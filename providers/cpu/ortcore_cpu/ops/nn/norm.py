@@ -90,13 +90,20 @@ def _make_batch_norm(ctx: Any, epsilon: float, momentum: float, spatial: int, tr
     folded: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
     affine = jit.loop(_norm_loops.channel_affine) if spatial else None
 
+    channels = params[0].size
+
     def run(x: np.ndarray, *_: np.ndarray) -> tuple[np.ndarray]:
+        if x.ndim < 2 or (spatial and x.shape[1] != channels):
+            raise InvalidArgument(
+                f"BatchNormalization: input of shape {x.shape} has {x.shape[1] if x.ndim > 1 else 'no'} channels, "
+                f"the parameters {channels}"
+            )
         key = (x.dtype, x.ndim, None if spatial else x.shape[1:])
         ac = folded.get(key)
         if ac is None:
             a, c = _affine(*params, epsilon, _channel_shape(x, spatial))
             ac = folded[key] = (a.astype(x.dtype), c.astype(x.dtype))
-        if affine is not None and x.dtype in _COMPILED and x.ndim >= 2 and x.flags.c_contiguous:
+        if affine is not None and x.dtype in _COMPILED and x.flags.c_contiguous:
             y = np.empty_like(x)
             flat = (x.shape[0], x.shape[1], -1)
             affine(x.reshape(flat), ac[0].reshape(-1), ac[1].reshape(-1), y.reshape(flat))
