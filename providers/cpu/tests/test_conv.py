@@ -11,7 +11,6 @@ off, against the same references.
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import ml_dtypes
 import numpy as np
@@ -24,7 +23,6 @@ from onnx.reference import ReferenceEvaluator
 import ortcore
 from ortcore.dtypes import onnx_elem_type
 from ortcore.testing import compare_outputs
-from ortcore_cpu import jit
 from ortcore_cpu.ops.nn import _conv_loops
 from ortcore_cpu.ops.nn import conv as conv_ops
 
@@ -492,31 +490,9 @@ def test_fused_conv(activation, params, fn, with_z):
 
 
 @pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
-def conv_loops(request, monkeypatch):
-    """Compiled loops on or off for the sessions a test creates, and the compiled conv loops that ran.
-
-    Each compiled conv loop a kernel picks is wrapped to record its calls, so
-    that a test of the compiled path cannot pass on the numpy path.
-    """
-    monkeypatch.setenv(jit.ENV, "1" if request.param else "0")
-    if request.param and not jit.enabled():
-        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
-    calls: list[str] = []
-    pick = jit.loop
-
-    def recording_loop(fn):
-        compiled = pick(fn)
-        if compiled is None or fn.__module__ != _conv_loops.__name__:
-            return compiled
-
-        def recorded(*args):
-            calls.append(fn.__name__)
-            return compiled(*args)
-
-        return recorded
-
-    monkeypatch.setattr(jit, "loop", recording_loop)
-    return SimpleNamespace(on=request.param, calls=calls)
+def conv_loops(request, record_loops):
+    """Compiled loops on or off, and the compiled conv loops that ran (see conftest.record_loops)."""
+    return record_loops(request.param, _conv_loops)
 
 
 def onnxruntime_run(model, feeds):

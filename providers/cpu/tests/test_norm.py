@@ -9,8 +9,6 @@ float64 or onnx.reference.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import ml_dtypes
 import numpy as np
 import onnx
@@ -122,30 +120,11 @@ def test_norms_bfloat16(op, opset, extra):
 
 
 @pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
-def norm_loops(request, monkeypatch):
-    """Compiled loops on or off for the sessions a test creates, and the compiled norm loops that ran."""
-    from ortcore_cpu import jit
+def norm_loops(request, record_loops):
+    """Compiled loops on or off, and the compiled norm loops that ran (see conftest.record_loops)."""
     from ortcore_cpu.ops.nn import _norm_loops
 
-    if request.param and not jit.status()[0]:
-        pytest.skip(f"compiled loops unavailable: {jit.status()[1]}")
-    monkeypatch.setenv(jit.ENV, "1" if request.param else "0")
-    calls = []
-    real_loop = jit.loop
-
-    def spy_loop(fn):
-        compiled = real_loop(fn)
-        if compiled is None or fn.__module__ != _norm_loops.__name__:
-            return compiled
-
-        def recorded(*args):
-            calls.append(fn.__name__)
-            return compiled(*args)
-
-        return recorded
-
-    monkeypatch.setattr(jit, "loop", spy_loop)
-    return SimpleNamespace(on=request.param, calls=calls)
+    return record_loops(request.param, _norm_loops)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -24,7 +24,7 @@ from onnx.reference import ReferenceEvaluator
 import ortcore
 from ortcore.dtypes import onnx_elem_type
 from ortcore.testing import compare_outputs
-from ortcore_cpu import jit
+from ortcore_cpu.ops.nn import _pool_loops
 
 RNG = np.random.default_rng(11)
 
@@ -224,41 +224,16 @@ def test_average_pool_ceil_mode_counts_only_real_pads():
 # -- 2-D MaxPool and AveragePool: compiled loops and the numpy path ----------------------
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def loops(request, monkeypatch):
-    """The path kernels created in the test take, and the names of the compiled loops they call.
-
-    The spy wraps what ``jit.loop`` returns, so the real compiled loop still computes the result.
-    """
-    if request.param == "numpy":
-        monkeypatch.setenv(jit.ENV, "0")
-    else:
-        monkeypatch.delenv(jit.ENV, raising=False)
-        if not jit.enabled():
-            pytest.skip(jit.status()[1])
-    calls = []
-    compile_loop = jit.loop
-
-    def spy(fn):
-        compiled = compile_loop(fn)
-        if compiled is None:
-            return None
-
-        def counted(*args):
-            calls.append(fn.__name__)
-            return compiled(*args)
-
-        return counted
-
-    monkeypatch.setattr(jit, "loop", spy)
-    return request.param, calls
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+def loops(request, record_loops):
+    """Compiled loops on or off, and the compiled pool loops that ran (see conftest.record_loops)."""
+    return record_loops(request.param, _pool_loops)
 
 
 def ran(loops, op, kind):
     """The compiled loops a 2-D ``op`` calls on the fixture's path: its ``kind`` one ("rows",
     "planes") once, or none for the numpy path and for windows that take the Global pool."""
-    path, _ = loops
-    if path == "numpy" or kind is None:
+    if not loops.on or kind is None:
         return []
     return [f"{LOOP_OF[op]}_{kind}"]
 
@@ -338,7 +313,7 @@ def test_pool_2d(op, shape, attrs, kind, dtype, loops):
     x = rand(shape, dtype)
     expected = ort_run(op, x, attrs) if op == "MaxPool" or dtype == np.float32 else None
     check(op, [x], attrs, expected=expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
-    assert loops[1] == ran(loops, op, kind)
+    assert loops.calls == ran(loops, op, kind)
 
 
 @pytest.mark.parametrize(
@@ -361,7 +336,7 @@ def test_pool_2d_dilations(op, attrs, kind, loops):
         if attrs.get("ceil_mode"):
             return
         check(op, [x], attrs, expected=[window_loop(x, attrs, lambda v, _: v.mean())])
-    assert loops[1] == ran(loops, op, kind)
+    assert loops.calls == ran(loops, op, kind)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -385,14 +360,14 @@ def test_max_pool_2d_propagates_nan(attrs, kind, dtype, loops):
     (y,) = check("MaxPool", [x], attrs, expected=[expected])
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
     assert np.isnan(y).any()
-    assert loops[1] == ran(loops, "MaxPool", kind)
+    assert loops.calls == ran(loops, "MaxPool", kind)
 
 
 def test_pool_2d_reads_strided_inputs(loops):
     x = rand((1, 3, 12, 10))[:, :, ::2, 1:]
     for op in ("MaxPool", "AveragePool"):
         check(op, [x], K3S1P1)
-    assert loops[1] == ran(loops, "MaxPool", "planes") + ran(loops, "AveragePool", "planes")
+    assert loops.calls == ran(loops, "MaxPool", "planes") + ran(loops, "AveragePool", "planes")
 
 
 @pytest.mark.parametrize(
@@ -411,7 +386,7 @@ def test_pool_numpy_path_outside_2d_float(op, x, attrs, n_out, loops):
     expected = [window_loop(x.astype(np.float64), attrs, lambda v, _: v.max() if op == "MaxPool" else v.mean())]
     (y, *_), _, _ = run(op, [x], attrs, n_out=n_out)
     compare_outputs(expected[0].astype(x.dtype), y, rtol=1e-2, atol=1e-2)
-    assert loops[1] == []
+    assert loops.calls == []
 
 
 # -- LpPool and global pools ------------------------------------------------------------
