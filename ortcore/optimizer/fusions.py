@@ -102,18 +102,29 @@ class Matcher:
     def replace(self, removed: list[Node], new: Node) -> None:
         self.graph.nodes = replace_nodes(self.graph.nodes, removed, new)
 
+    def claimant(self, node: Node) -> Any | None:
+        """The first of the session's providers with a kernel for ``node`` (its input dtypes), or None."""
+        version = opset_for(self.model.opset_imports, node)
+        dtypes = self._dtypes(node)
+        for provider in self.ctx.providers:
+            if isinstance(provider.claim(node.domain, node.op_type, version, dtypes), KernelDef):
+                return provider
+        return None
+
     def supports(self, like: Node, domain: str, op_type: str) -> bool:
         """Whether the provider that would claim ``like`` also has a kernel for domain::op_type."""
         version = 1 if domain == MS_DOMAIN else opset_for(self.model.opset_imports, like)
-        dtypes = [self.types[n].dtype if self.types.get(n) is not None else None for n in like.inputs]
+        dtypes = self._dtypes(like)
         key = (like.op_type, domain, op_type, str(dtypes))
         if key not in self._supported:
-            self._supported[key] = False
-            for provider in self.ctx.providers:
-                if isinstance(provider.claim(like.domain, like.op_type, opset_for(self.model.opset_imports, like), dtypes), KernelDef):
-                    self._supported[key] = isinstance(provider.claim(domain, op_type, version, dtypes), KernelDef)
-                    break
+            provider = self.claimant(like)
+            self._supported[key] = provider is not None and isinstance(
+                provider.claim(domain, op_type, version, dtypes), KernelDef
+            )
         return self._supported[key]
+
+    def _dtypes(self, node: Node) -> list[Any]:
+        return [self.types[n].dtype if self.types.get(n) is not None else None for n in node.inputs]
 
 
 def _conv_parts(m: Matcher, conv: Node) -> tuple[np.ndarray, np.ndarray | None] | None:

@@ -7,11 +7,9 @@ from typing import Any
 import numpy as np
 
 from ortcore.ir import Model, Node
-from ortcore.kernels import KernelDef
 from ortcore.optimizer import GraphPass, OptimizeContext
 from ortcore.optimizer.fusions import ACTIVATIONS, MS_DOMAIN, Matcher, activation_of, inference_batchnorm
 from ortcore.options import GraphOptimizationLevel
-from ortcore.partition import opset_for
 from ortcore_cpu import jit
 
 
@@ -65,9 +63,4 @@ def _runs_on_cpu(m: Matcher, node: Node) -> bool:
     """Whether the first of the session's providers that claims ``node`` is this one."""
     from ortcore_cpu.provider import CPUExecutionProvider
 
-    version = opset_for(m.model.opset_imports, node)
-    dtypes = [m.types[n].dtype if m.types.get(n) is not None else None for n in node.inputs]
-    for provider in m.ctx.providers:
-        if isinstance(provider.claim(node.domain, node.op_type, version, dtypes), KernelDef):
-            return isinstance(provider, CPUExecutionProvider)
-    return False
+    return isinstance(m.claimant(node), CPUExecutionProvider)
