@@ -209,3 +209,42 @@ def test_concurrent_runs_match_serial_runs(demo_bytes):
         assert len(results[t]) == 50
         for r in results[t]:
             np.testing.assert_array_equal(r, serial[t])
+
+
+def test_profile_is_a_chrome_trace_with_onnxruntime_input_shapes(tmp_path):
+    """One event per kernel call, named after its node, with the inputs' dtypes and shapes as onnxruntime writes them."""
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+        helper.make_node("Cast", ["h"], ["y"], name="cast", to=TensorProto.INT64),
+    ]
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["n", 3])],
+        [w],
+    )
+    options = ortcore.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "trace")
+    options.graph_optimization_level = ortcore.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ortcore.InferenceSession(model.SerializeToString(), options)
+    for n in (2, 5):
+        sess.run(None, {"x": np.zeros((n, 4), np.float32)})
+    path = sess.end_profiling()
+    assert path.startswith(str(tmp_path / "trace"))
+    import json
+
+    with open(path) as f:
+        events = json.load(f)
+    assert [(e["name"], e["args"]["op_name"], e["args"]["provider"]) for e in events] == [
+        ("mm", "MatMul", "CPUExecutionProvider"),
+        ("cast", "Cast", "CPUExecutionProvider"),
+    ] * 2
+    assert [e["args"]["input_type_shape"] for e in events] == [
+        [{"float": [2, 4]}, {"float": [4, 3]}],
+        [{"float": [2, 3]}],
+        [{"float": [5, 4]}, {"float": [4, 3]}],
+        [{"float": [5, 3]}],
+    ]
+    assert all(e["ph"] == "X" and e["dur"] >= 0 for e in events)
