@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-__all__ = ["np_dtype", "onnx_elem_type", "type_string", "dtype_name"]
+__all__ = ["np_dtype", "onnx_elem_type", "type_string", "type_name", "dtype_name"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,6 +38,11 @@ def _elem_type_name(elem_type: int) -> str:
 def type_string(elem_type: int) -> str:
     """onnxruntime's NodeArg type string, for example ``'tensor(float)'``."""
     return f"tensor({_elem_type_name(elem_type)})"
+
+
+def type_name(dtype: np.dtype) -> str:
+    """ONNX's lower-case name of a numpy dtype's element type (``float``, ``double``, ``int64``), as onnxruntime's profiles write it."""
+    return _elem_type_name(onnx_elem_type(dtype))
 
 
 def dtype_name(dtype: np.dtype | None) -> str:

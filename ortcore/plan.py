@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ortcore.dtypes import type_name
 from ortcore.errors import InvalidGraph, OrtCoreError
 from ortcore.graph_utils import outer_scope_names
 from ortcore.ir import Graph, Node, TensorType
@@ -80,7 +81,7 @@ class Profiler:
     """Collects one event per kernel call (enable_profiling); writes a Chrome trace."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, str, float, float, tuple, tuple]] = []
+        self.events: list[tuple[str, str, str, float, float, tuple]] = []
         self._origin = time.perf_counter()
 
     def wrap(self, fn: Callable[..., Any], node: Node, provider: str) -> Callable[..., Any]:
@@ -91,8 +92,7 @@ class Profiler:
             t0 = clock()
             result = fn(*args)
             dt = clock() - t0
-            events.append((name, op, provider, t0, dt, tuple(getattr(a, "shape", None) for a in args),
-                           tuple(getattr(a, "dtype", None) for a in args)))
+            events.append((name, op, provider, t0, dt, tuple((getattr(a, "dtype", None), getattr(a, "shape", None)) for a in args)))
             return result
 
         return timed
@@ -100,7 +100,7 @@ class Profiler:
     def summary(self) -> list[tuple[str, int, float]]:
         """(op type, calls, total ms) sorted by total time."""
         totals: dict[str, list[float]] = {}
-        for _, op, _, _, dt, _, _ in self.events:
+        for _, op, _, _, dt, _ in self.events:
             entry = totals.setdefault(op, [0, 0.0])
             entry[0] += 1
             entry[1] += dt * 1e3
@@ -112,24 +112,20 @@ class Profiler:
         trace = [
             {"name": name, "cat": "Node", "ph": "X", "pid": 0, "tid": 0,
              "ts": (t0 - self._origin) * 1e6, "dur": dt * 1e6,
-             "args": {"op_name": op, "provider": provider, "input_type_shape": _type_shapes(shapes, dtypes)}}
-            for name, op, provider, t0, dt, shapes, dtypes in self.events
+             "args": {"op_name": op, "provider": provider, "input_type_shape": _type_shapes(inputs)}}
+            for name, op, provider, t0, dt, inputs in self.events
         ]
         with open(path, "w") as f:
             json.dump(trace, f)
         return path
 
 
-def _type_shapes(shapes: tuple, dtypes: tuple) -> list[dict[str, list[int]] | None]:
-    """onnxruntime's profile form of a node's inputs: [{"float": [1, 3, 224, 224]}, ...]."""
+def _type_shapes(inputs: tuple) -> list[dict[str, list[int]] | None]:
+    """onnxruntime's profile form of a node's inputs, ``[{"float": [1, 3, 224, 224]}, ...]``, from (dtype, shape) pairs."""
     return [
-        None if shape is None or dtype is None else {_ONNX_TYPE_NAMES.get(str(dtype), str(dtype)): [int(d) for d in shape]}
-        for shape, dtype in zip(shapes, dtypes)
+        None if dtype is None or shape is None else {type_name(dtype): [int(d) for d in shape]}
+        for dtype, shape in inputs
     ]
-
-
-_ONNX_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "float16", "int64": "int64",
-                    "int32": "int32", "int8": "int8", "uint8": "uint8", "bool": "bool"}
 
 
 class _Emitter:
