@@ -11,7 +11,8 @@ Max and sum are separable: the window's rows reduce into ``line`` first
 run of ``line``. A 3-tap axis (the usual 3x3 pool) is reduced in one pass
 with its taps written out; other kernels take a pass per tap.
 
-``*_rows`` go one output row at a time and take any geometry. Their column
+``*_rows`` go one output row at a time and take any geometry; ``first`` and
+``stop`` bound, per output row, the kernel rows that fall inside the input. Their column
 passes branch on stride 1 and 2 with the stride written as a literal: numba
 specialises on code, not on values, and only then does the loop over output
 columns vectorise. On small images (7x7, 14x14) the loops are too short to
@@ -27,17 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def max_pool_2d_rows(x, y, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left):
+def max_pool_2d_rows(x, y, first, stop, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left):
     """``y`` = MaxPool of ``x``; a NaN in a window gives NaN, as numpy's maximum does."""
     n, c, h, w = x.shape
     out_h, out_w = y.shape[2], y.shape[3]
-    # taps [first, stop) of each output row's window whose input rows lie inside the input
-    first = np.empty(out_h, np.int64)
-    stop = np.empty(out_h, np.int64)
-    for oh in range(out_h):
-        top = oh * stride_h - pad_top
-        first[oh] = max(0, -(top // dilation_h))
-        stop[oh] = min(kernel_h, -((top - h) // dilation_h))
     span = (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1
     line = np.full(max(span, pad_left + w), -np.inf, x.dtype)
     cols = line[pad_left : pad_left + w]
@@ -83,18 +77,11 @@ def max_pool_2d_rows(x, y, kernel_h, kernel_w, stride_h, stride_w, dilation_h, d
 
 
 def average_pool_2d_rows(
-    x, y, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, inverse
+    x, y, first, stop, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, inverse
 ):
     """``y`` = window sums of ``x`` times ``inverse[OH, OW]`` (one over each window's tap count)."""
     n, c, h, w = x.shape
     out_h, out_w = y.shape[2], y.shape[3]
-    # taps [first, stop) of each output row's window whose input rows lie inside the input
-    first = np.empty(out_h, np.int64)
-    stop = np.empty(out_h, np.int64)
-    for oh in range(out_h):
-        top = oh * stride_h - pad_top
-        first[oh] = max(0, -(top // dilation_h))
-        stop[oh] = min(kernel_h, -((top - h) // dilation_h))
     span = (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1
     line = np.zeros(max(span, pad_left + w), x.dtype)
     cols = line[pad_left : pad_left + w]

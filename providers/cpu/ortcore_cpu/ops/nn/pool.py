@@ -121,6 +121,15 @@ def _inside(win: Window, width: int) -> np.ndarray:
     return inside
 
 
+@functools.lru_cache(maxsize=256)
+def _row_taps(win: Window, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output row, the kernel rows ``[first, stop)`` whose input rows lie inside the input."""
+    top = np.arange(win.out[0]) * win.strides[0] - win.begin[0]
+    first = np.maximum(0, -(top // win.dilations[0]))
+    stop = np.minimum(win.kernel[0], -((top - height) // win.dilations[0]))
+    return first.astype(np.int64), stop.astype(np.int64)
+
+
 def _run_2d(loops: tuple[Callable[..., Any], ...], x: np.ndarray, win: Window, *extra: Any) -> np.ndarray:
     """The compiled loop that suits ``win`` over ``x[N, C, H, W]``, into a new ``y[N, C, *win.out]``."""
     rows, planes = loops
@@ -129,7 +138,7 @@ def _run_2d(loops: tuple[Callable[..., Any], ...], x: np.ndarray, win: Window, *
     if win.strides == (1, 1) and win.out[1] == x.shape[3]:
         planes(x, y, *win.kernel, *win.dilations, *win.begin, _inside(win, x.shape[3]), *extra)
     else:
-        rows(x, y, *win.kernel, *win.strides, *win.dilations, *win.begin, *extra)
+        rows(x, y, *_row_taps(win, x.shape[2]), win.kernel[1], *win.strides, *win.dilations, *win.begin, *extra)
     return y
 
 
