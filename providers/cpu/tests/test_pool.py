@@ -434,6 +434,23 @@ def test_pools_bfloat16(op):
         check(gop, [x], expected=[fn(x.astype(np.float64), axis=(2, 3), keepdims=True)], rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_pool_many_channels_and_special_values(dtype):
+    # the models' shapes (the sums run as a matrix-vector product); NaN and inf as a mean gives them
+    x = rand((2, 1000, 13, 13), dtype)
+    x[0, 3, 2, 2] = np.nan
+    x[1, 7] = np.inf
+    x[1, 8, 0, 0], x[1, 8, 1, 1] = -np.inf, np.inf
+    with np.errstate(invalid="ignore"):
+        expected = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+        x7 = np.ascontiguousarray(x[:, :, :7, :7])
+        expected7 = x7.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    (y,) = check("GlobalAveragePool", [x], expected=[expected])
+    assert np.isnan(y[0, 3, 0, 0]) and np.isnan(y[1, 8, 0, 0]) and y[1, 7, 0, 0] == np.inf
+    # AveragePool whose one window is the whole image takes the same path
+    check("AveragePool", [x7], {"kernel_shape": [7, 7]}, expected=[expected7])
+
+
 def test_global_average_pool_float16():
     x = rand((1, 3, 40, 40), np.float16) + np.float16(100)
     (y,) = check("GlobalAveragePool", [x], expected=[x.astype(np.float64).mean(axis=(2, 3), keepdims=True)])
