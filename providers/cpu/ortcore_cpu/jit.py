@@ -22,6 +22,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,9 @@ def enabled() -> bool:
     return status()[0]
 
 
+_HELPERS_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=None)
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     try:
@@ -62,7 +66,17 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
         return None
     # nogil: concurrent run() calls and ORT_PARALLEL branches overlap in these loops.
     # Only FMA contraction is allowed: no reassociation, NaN and inf behave as in numpy.
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract"})(fn)
+    options = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract"})
+    # Functions the loop calls are named in its module's JIT_HELPERS; they are
+    # compiled too, inlined where they are called (a call per short row costs
+    # more than its work), and bound in the module in their place (numba calls
+    # only compiled functions; from Python the compiled one behaves the same).
+    module = fn.__globals__
+    with _HELPERS_LOCK:
+        for name in module.get("JIT_HELPERS", ()):
+            if not hasattr(module[name], "py_func"):
+                module[name] = numba.njit(inline="always", **options)(module[name])
+    return numba.njit(**options)(fn)
 
 
 def loop(fn: Callable[..., Any]) -> Callable[..., Any] | None:

@@ -504,6 +504,7 @@ def onnxruntime_run(model, feeds):
 DEPTHWISE_CASES = [
     # input shape, channel multiplier, kernel, attributes (group = channels is added)
     pytest.param((1, 8, 9, 7), 1, (3, 3), {"pads": [1, 1, 1, 1]}, id="3x3"),
+    pytest.param((2, 5, 8, 11), 1, (3, 3), {"pads": [0, 2, 1, 1]}, id="3x3-batch2-asymmetric"),
     pytest.param((2, 6, 7, 9), 1, (5, 5), {"pads": [2, 1, 0, 2]}, id="5x5-batch2-asymmetric"),
     pytest.param((1, 4, 11, 10), 1, (1, 3), {"strides": [2, 2], "pads": [0, 1, 0, 1]}, id="1x3-stride2"),
     pytest.param((1, 5, 13, 12), 1, (3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 0]}, id="3x3-stride2"),
@@ -531,6 +532,13 @@ DEPTHWISE_CASES = [
 ]
 
 
+def depthwise_loop_name(multiplier, kernel, attrs):
+    """The compiled loop a depthwise case runs: the 3x3 stride-1 one-output-per-channel case has its own."""
+    plain = kernel == (3, 3) and multiplier == 1
+    plain = plain and attrs.get("strides", [1, 1]) == [1, 1] and attrs.get("dilations", [1, 1]) == [1, 1]
+    return "depthwise_3x3" if plain else "depthwise"
+
+
 @pytest.mark.parametrize("x_shape, multiplier, kernel, attrs", DEPTHWISE_CASES)
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 def test_conv_depthwise_vs_onnxruntime(conv_loops, x_shape, multiplier, kernel, attrs, with_bias):
@@ -540,7 +548,7 @@ def test_conv_depthwise_vs_onnxruntime(conv_loops, x_shape, multiplier, kernel, 
     (actual,), model, feeds = run("Conv", [x, w, b] if with_bias else [x, w], {"group": c, **attrs})
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="Conv")
-    assert conv_loops.calls == (["depthwise"] if conv_loops.on else [])
+    assert conv_loops.calls == ([depthwise_loop_name(multiplier, kernel, attrs)] if conv_loops.on else [])
 
 
 EXPLICIT_PADS = [case for case in DEPTHWISE_CASES if "auto_pad" not in case.values[3]]
@@ -556,7 +564,7 @@ def test_conv_depthwise_float64(conv_loops, x_shape, multiplier, kernel, attrs, 
     attrs = {"group": c, **attrs}
     expected = direct_conv(x, w, b, **attrs)
     check("Conv", [x, w, b], attrs, constant=constant, expected=expected, rtol=1e-10, atol=1e-10)
-    assert conv_loops.calls == (["depthwise"] if conv_loops.on else [])
+    assert conv_loops.calls == ([depthwise_loop_name(multiplier, kernel, attrs)] if conv_loops.on else [])
 
 
 FUSED_ACTIVATIONS = [
@@ -574,7 +582,7 @@ FUSED_ACTIVATIONS = [
 @pytest.mark.parametrize("with_z", [False, True], ids=["no-z", "z"])
 @pytest.mark.parametrize(
     "group, strides, loop",
-    [(6, [1, 1], "depthwise"), (6, [2, 2], "depthwise"), (2, [1, 1], "epilogue"), (6, None, "depthwise")],
+    [(6, [1, 1], "depthwise_3x3"), (6, [2, 2], "depthwise"), (2, [1, 1], "epilogue"), (6, None, "depthwise")],
     ids=["depthwise", "depthwise-stride2", "grouped", "depthwise-1x1"],
 )
 def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group, strides, loop):
@@ -591,7 +599,7 @@ def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
-    ran = loop == "depthwise" or with_z or activation  # the GEMM adds the bias itself
+    ran = loop != "epilogue" or with_z or activation  # the GEMM adds the bias itself
     assert conv_loops.calls == ([loop] if conv_loops.on and ran else [])
 
 
@@ -626,4 +634,4 @@ def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
         assert np.isnan(y[0, 0, 1:4, 2:5]).all()
         assert not np.isnan(np.delete(y[0, 0], np.s_[1:4], axis=0)).any()
     assert (depthwise[0, 1, 0:3, 0:3] == 2.0).all() and (depthwise[0, 2, 3:, 4:] == -1.0).all()
-    assert sorted(conv_loops.calls) == (["depthwise", "epilogue"] if conv_loops.on else [])
+    assert sorted(conv_loops.calls) == (["depthwise_3x3", "epilogue"] if conv_loops.on else [])

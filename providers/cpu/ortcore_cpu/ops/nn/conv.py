@@ -7,7 +7,8 @@ once per input shape. The Conv paths, chosen per call from the shapes:
 * depthwise (one input channel per group): with compiled loops on
   (:mod:`ortcore_cpu.jit`) and a 2-D float32/float64 input, one loop over
   the output with the bias, FusedConv's Z and activation fused in
-  (:func:`._conv_loops.depthwise`); otherwise a sum over kernel taps of
+  (:func:`._conv_loops.depthwise`, or ``depthwise_3x3`` for 3x3 stride 1
+  with one output per channel); otherwise a sum over kernel taps of
   shifted views times per-channel weights, laid out so numpy's inner loops
   are long;
 * 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3) (4x fewer
@@ -489,7 +490,7 @@ def _conv(
         _epilogue(y, wp.bias, z, act)
         return y
     if wp.depthwise and loops is not None and x.ndim == 4 and min(win.begin) >= 0:
-        return _depthwise_loop(x, wp, win, z, act, loops.depthwise)
+        return _depthwise_loop(x, wp, win, z, act, loops)
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
     elif tiles := _winograd_tiles(wp, win):
@@ -509,14 +510,23 @@ def _skip_input(z: np.ndarray | None, y: np.ndarray) -> np.ndarray | None:
 
 
 def _depthwise_loop(
-    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loop: Callable[..., None]
+    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loops: _Loops
 ) -> np.ndarray:
     """2-D depthwise conv with the bias, Z and activation, in one compiled loop over the output."""
     y = np.empty((x.shape[0], wp.shape[0], *win.out), dtype=x.dtype)
-    geometry = (*win.strides, *win.dilations, *win.begin)
     activation = (act or _IDENTITY).arguments(y.dtype)
-    loop(np.ascontiguousarray(x), wp.planes, wp.bias_vector, _skip_input(z, y), y, *geometry, *activation)
+    x, skip = np.ascontiguousarray(x), _skip_input(z, y)
+    if _plain_3x3(wp, win):
+        loops.depthwise_3x3(x, wp.planes, wp.bias_vector, skip, y, *win.begin, *activation)
+        return y
+    geometry = (*win.strides, *win.dilations, *win.begin)
+    loops.depthwise(x, wp.planes, wp.bias_vector, skip, y, *geometry, *activation)
     return y
+
+
+def _plain_3x3(wp: _Weights, win: Window) -> bool:
+    """3x3, stride 1, no dilation, one output channel per input channel: :func:`._conv_loops.depthwise_3x3`."""
+    return win.kernel == (3, 3) and win.strides == (1, 1) and win.dilations == (1, 1) and wp.shape[0] == wp.group
 
 
 def _epilogue(
@@ -550,11 +560,13 @@ class _Loops(NamedTuple):
     depthwise: Callable[..., None]
     epilogue: Callable[..., None]
     shifted_sum: Callable[..., None]
+    depthwise_3x3: Callable[..., None]
 
 
 def _compiled_loops() -> _Loops | None:
     """The conv loops compiled, or None where compiled loops are off."""
-    loops = [jit.loop(fn) for fn in (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.shifted_sum)]
+    fns = (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.shifted_sum, _conv_loops.depthwise_3x3)
+    loops = [jit.loop(fn) for fn in fns]
     return None if None in loops else _Loops(*loops)
 
 
