@@ -436,7 +436,7 @@ def test_pools_bfloat16(op):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_global_average_pool_many_channels_and_special_values(dtype):
-    # the models' shapes (the sums run as a matrix-vector product); NaN and inf as a mean gives them
+    # the models' channel counts; NaN and inf as a mean gives them
     x = rand((2, 1000, 13, 13), dtype)
     x[0, 3, 2, 2] = np.nan
     x[1, 7] = np.inf
