@@ -222,7 +222,7 @@ def test_conv_few_outputs_kn2row_path(conv_loops, x_shape, w_shape, attrs, const
     inputs = [x, w, b] if with_bias else [x, w]
     expected = direct_conv(x, w, b if with_bias else None, **attrs)
     check("Conv", inputs, attrs, constant=constant[: len(inputs) - 1], expected=expected)
-    assert conv_loops.calls == (["shifted_sum"] if conv_loops.on and len(x_shape) == 4 else [])
+    assert conv_loops.calls == (["tap_sum"] if conv_loops.on and len(x_shape) == 4 else [])
 
 
 def window_conv(x, w, pads):
@@ -601,6 +601,64 @@ def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
     ran = loop != "epilogue" or with_z or activation  # the GEMM adds the bias itself
     assert conv_loops.calls == ([loop] if conv_loops.on and ran else [])
+
+
+KN2ROW_CASES = [
+    # input, weights, attributes: M/group <= C/group / 2 at stride 1 takes kn2row
+    pytest.param((2, 8, 9, 7), (3, 8, 3, 3), {"pads": [1, 1, 1, 1]}, id="same-width"),
+    pytest.param((1, 8, 9, 7), (4, 8, 3, 3), {}, id="no-pads"),
+    pytest.param((1, 8, 6, 7), (2, 8, 5, 5), {"pads": [2, 3, 2, 1]}, id="same-width-asymmetric"),
+    pytest.param(
+        (1, 8, 9, 8), (4, 4, 3, 2), {"group": 2, "dilations": [2, 3], "pads": [2, 0, 1, 3]}, id="grouped-dilated"
+    ),
+    pytest.param((1, 8, 1, 1), (3, 8, 3, 3), {"pads": [1, 1, 1, 1]}, id="1x1-image"),
+    pytest.param((1, 8, 2, 3), (3, 8, 5, 5), {"pads": [2, 2, 2, 2]}, id="kernel-wider-than-image"),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", KN2ROW_CASES)
+@pytest.mark.parametrize("with_z", [False, True], ids=["no-z", "z"])
+def test_fused_conv_kn2row_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, with_z):
+    """kn2row's sums skip the taps that fall in the padding; bias, Z and activation come in the same pass."""
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    z = rand(direct_conv(x, w, **attrs).shape) if with_z else None
+    attrs = {**attrs, "activation": "LeakyRelu", "activation_params": [0.1]}
+    (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
+    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+
+
+@pytest.mark.parametrize("activation, params", FUSED_ACTIVATIONS)
+def test_fused_conv_kn2row_activations(conv_loops, activation, params):
+    """Every FusedConv activation after kn2row's sums, against onnxruntime."""
+    x, w, b, z = rand((1, 8, 7, 9)), rand((3, 8, 3, 3)), rand((3,)), rand((1, 3, 7, 9))
+    attrs = {"pads": [1, 1, 1, 1], **({"activation": activation} if activation else {})}
+    if params:
+        attrs["activation_params"] = params
+    (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
+    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+
+
+def test_conv_kn2row_nan_and_inf(conv_loops):
+    """A NaN or an infinity reaches exactly the outputs whose windows hold it.
+
+    They sit in the first and last columns, where kn2row's long runs pass
+    over the outputs that a tap must skip (the shift wraps to the next row):
+    those outputs must come out as if the run had not touched them.
+    """
+    x = rand((1, 4, 5, 6))
+    x[0, 0, 2, 5] = np.nan
+    x[0, 1, 3, 0] = np.inf
+    x[0, 2, 0, 0] = -np.inf
+    w, b = np.abs(rand((2, 4, 3, 3))) + 0.1, rand((2,))
+    (actual,), _, _ = run("Conv", [x, w, b], {"pads": [1, 1, 1, 1]})
+    expected = direct_conv(x, w, b, pads=[1, 1, 1, 1])
+    assert np.isnan(expected).sum() == 2 * 6 and np.isposinf(expected).sum() == 2 * 6
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5, equal_nan=True)  # NaN and inf where expected
+    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
 
 
 @pytest.mark.parametrize(

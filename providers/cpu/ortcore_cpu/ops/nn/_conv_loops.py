@@ -1,9 +1,9 @@
 """Compiled loops for Conv and FusedConv (numba-compatible; see ortcore_cpu.jit).
 
 ``depthwise`` is a whole 2-D depthwise conv with its bias, skip input and
-activation (``depthwise_3x3`` the commonest case of it); ``epilogue`` adds
-the bias and skip input to the output of the other conv paths and activates
-it, in one pass.
+activation (``depthwise_3x3`` the commonest case of it); ``tap_sum`` does
+the same after kn2row's GEMM; ``epilogue`` adds the bias and skip input to
+the output of the other conv paths and activates it, in one pass.
 
 The activation is one of the codes below with its parameters, given in the
 output's dtype so that float32 math stays float32, applied by ``_activate``
@@ -236,35 +236,79 @@ def depthwise_3x3(x, w, bias, z, y, pad_top, pad_left, act, alpha, beta, lo, hi)
                     _activate(out, act, alpha, beta, lo, hi)
 
 
-def shifted_sum(products, offsets, bias, y, plane_w):
-    """kn2row's sums: ``y[i, g*Mg + m, oh, ow] = bias + sum_t products[i, g, t, m, oh * plane_w + ow + offsets[t]]``.
+def tap_sum(products, bias, z, y, w, kernel_w, dilation_h, dilation_w, pad_top, pad_left, act, alpha, beta, lo, hi):
+    """kn2row's sums with FusedConv's epilogue: ``y = act(bias + sum over taps + z)``.
 
-    ``products[N, g, taps, Mg, L]`` holds every tap's weights times the flattened
-    padded image (one GEMM); ``y[N, M, OH, OW]``. Each output channel is summed
-    over whole padded rows in a scratch run (long, vectorised loops), then its
-    rows are cropped into ``y``: one pass over the output instead of one per tap.
+    ``products[N, g, taps, Mg, H*W]`` holds every tap's weights times the
+    flattened image, unpadded (one GEMM); ``w`` is the image width, ``y[N, M,
+    OH, OW]`` and ``z`` None or like ``y``. Output ``(oh, ow)`` takes tap
+    ``(kh, kw)``'s product at input ``(oh + kh * dilation_h - pad_top, ow +
+    kw * dilation_w - pad_left)``; a tap whose input falls in the padding adds
+    nothing, so the GEMM never multiplies padding.
+
+    Where the output is as wide as the input (the usual "same" pads), a tap's
+    products line up with the output plane at one flat shift: each tap is one
+    long run over its valid rows, which vectorises, where row-by-row runs of 7
+    to 28 values would mostly fall in the scalar remainder. The run also
+    passes the columns that the tap must skip (those whose input column is
+    off the image, where the shift wraps to the next row); their values are
+    saved before the run and written back after it. Narrower outputs go row
+    by row.
     """
-    n, groups, taps, mg, _ = products.shape
+    n, groups, taps, mg, hw = products.shape
     out_h, out_w = y.shape[2], y.shape[3]
-    count = (out_h - 1) * plane_w + out_w
-    run = np.empty(count, y.dtype)
+    h, kernel_h = hw // w, taps // kernel_w
+    same = out_w == w
+    saved = np.empty(out_h * out_w, y.dtype)
     for i in range(n):
         for g in range(groups):
             for m in range(mg):
+                plane = y[i, g * mg + m].reshape(out_h * out_w)
                 b = bias[g * mg + m]
-                first = products[i, g, 0, m, offsets[0] :]
-                for o in range(count):
-                    run[o] = first[o] + b
-                for t in range(1, taps):
-                    src = products[i, g, t, m, offsets[t] :]
-                    for o in range(count):
-                        run[o] += src[o]
-                out = y[i, g * mg + m]
-                for oh in range(out_h):
-                    row = run[oh * plane_w :]
-                    dst = out[oh]
-                    for o in range(out_w):
-                        dst[o] = row[o]
+                for o in range(plane.size):
+                    plane[o] = b
+                for kh in range(kernel_h):
+                    shift_h = kh * dilation_h - pad_top
+                    oh_lo, oh_hi = max(0, -shift_h), min(out_h, h - shift_h)
+                    for kw in range(kernel_w):
+                        shift_w = kw * dilation_w - pad_left
+                        ow_lo, ow_hi = max(0, -shift_w), min(out_w, w - shift_w)
+                        if oh_lo >= oh_hi or ow_lo >= ow_hi:
+                            continue
+                        src = products[i, g, kh * kernel_w + kw, m]
+                        if same:
+                            start, stop = oh_lo * w + ow_lo, (oh_hi - 1) * w + ow_hi
+                            k = 0
+                            for oh in range(oh_lo, oh_hi):
+                                for o in range(oh * w, oh * w + ow_lo):
+                                    saved[k] = plane[o]
+                                    k += 1
+                                for o in range(oh * w + ow_hi, (oh + 1) * w):
+                                    saved[k] = plane[o]
+                                    k += 1
+                            run = plane[start:stop]
+                            shifted = src[start + shift_h * w + shift_w :]
+                            for o in range(stop - start):
+                                run[o] += shifted[o]
+                            k = 0
+                            for oh in range(oh_lo, oh_hi):
+                                for o in range(oh * w, oh * w + ow_lo):
+                                    plane[o] = saved[k]
+                                    k += 1
+                                for o in range(oh * w + ow_hi, (oh + 1) * w):
+                                    plane[o] = saved[k]
+                                    k += 1
+                        else:
+                            for oh in range(oh_lo, oh_hi):
+                                row = plane[oh * out_w :]
+                                line = src[(oh + shift_h) * w :]  # not shifted by shift_w: it may be < 0
+                                for o in range(ow_lo, ow_hi):
+                                    row[o] += line[o + shift_w]
+                if z is not None:
+                    skip = z[i, g * mg + m].reshape(plane.size)
+                    for o in range(plane.size):
+                        plane[o] += skip[o]
+                _activate(plane, act, alpha, beta, lo, hi)
 
 
 def epilogue(y, bias, z, act, alpha, beta, lo, hi):

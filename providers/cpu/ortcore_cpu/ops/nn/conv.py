@@ -14,7 +14,10 @@ once per input shape. The Conv paths, chosen per call from the shapes:
 * 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3) (4x fewer
   multiplies than direct), or F(2x2, 3x3) (2.25x fewer) on small images;
 * few outputs (stride 1, M/group <= C/group / 2): "kn2row", one GEMM of every
-  tap's weights with the flattened padded image, then shifted sums;
+  tap's weights with the flattened image, then shifted sums: on 2-D images
+  with compiled loops on, over the unpadded image with the bias, Z and
+  activation in the same pass (:func:`._conv_loops.tap_sum`), otherwise over
+  the padded image;
 * general: im2col through a strided view (one copy, with a row of ones that
   makes the GEMM add the bias), then one GEMM batched over ``[N, group]``;
   large images are built in blocks of output rows so the columns stay cached.
@@ -227,13 +230,13 @@ def _crop_rows(y: np.ndarray, padded: tuple[int, ...], win: Window) -> np.ndarra
     return np.ascontiguousarray(y[(Ellipsis, *(slice(0, o) for o in win.out[1:]))])
 
 
-def _kn2row(x: np.ndarray, wp: _Weights, win: Window, loop: Callable[..., None] | None = None) -> np.ndarray:
+def _kn2row(x: np.ndarray, wp: _Weights, win: Window) -> np.ndarray:
     """Stride-1 conv as one GEMM of all taps' weights with the flat image, then shifted sums.
 
     No im2col: the GEMM writes ``taps * M`` rows that are summed at each tap's
     flat offset, which beats copying ``taps * C`` rows when M is well below C.
-    The sums are one compiled pass (``loop``) for 2-D images where compiled
-    loops are on, else a numpy pass per tap.
+    This is the numpy path (a pass per tap over the padded image); 2-D images
+    with compiled loops on take :func:`_kn2row_loop`.
     """
     n, c = x.shape[:2]
     g, cg = wp.group, c // wp.group
@@ -241,10 +244,6 @@ def _kn2row(x: np.ndarray, wp: _Weights, win: Window, loop: Callable[..., None] 
     flat, padded, offsets, length = _flat_padded(x, win)
     z = np.matmul(wp.tap_major, flat.reshape(n, g, cg, -1))  # [N, g, taps*Mg, need]
     z = z.reshape(n, g, len(offsets), mg, -1)
-    if loop is not None and x.ndim == 4:
-        y = np.empty((n, g * mg, *win.out), dtype=z.dtype)
-        loop(z, np.array(offsets, dtype=np.int64), wp.bias_vector, y, padded[1])
-        return y
     y = np.empty((n, g, mg, length), dtype=z.dtype)
     off = offsets[0]
     if wp.bias is not None:
@@ -254,6 +253,26 @@ def _kn2row(x: np.ndarray, wp: _Weights, win: Window, loop: Callable[..., None] 
     for t, off in enumerate(offsets[1:], 1):
         y += z[:, :, t, :, off : off + length]
     return _crop_rows(y.reshape(n, g * mg, length), padded, win)
+
+
+def _kn2row_loop(
+    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loops: _Loops
+) -> np.ndarray:
+    """2-D kn2row on the unpadded image, with the bias, Z and activation in one compiled pass.
+
+    The GEMM multiplies no padding (on a 7x7 image, 49 columns instead of the
+    83 the padded flat image needs) and there is no padded copy; the sums
+    (:func:`._conv_loops.tap_sum`) skip the taps that fall in the padding.
+    """
+    n, c, h, w = x.shape
+    g = wp.group
+    products = np.matmul(wp.tap_major, x.reshape(n, g, c // g, h * w))  # [N, g, taps*Mg, H*W]
+    products = products.reshape(n, g, math.prod(win.kernel), wp.shape[0] // g, h * w)
+    y = np.empty((n, wp.shape[0], *win.out), dtype=x.dtype)
+    activation = (act or _IDENTITY).arguments(y.dtype)
+    geometry = (win.kernel[1], *win.dilations, *win.begin)
+    loops.tap_sum(products, wp.bias_vector, _skip_input(z, y), y, w, *geometry, *activation)
+    return y
 
 
 def _winograd_tiles(wp: _Weights, win: Window) -> _Tiles | None:
@@ -495,8 +514,10 @@ def _conv(
         y, bias_added = _depthwise(x, wp, win), False
     elif tiles := _winograd_tiles(wp, win):
         y, bias_added = _winograd(x, wp, win, tiles), True
+    elif _use_kn2row(wp, win) and loops is not None and x.ndim == 4:
+        return _kn2row_loop(x, wp, win, z, act, loops)
     elif _use_kn2row(wp, win):
-        y, bias_added = _kn2row(x, wp, win, None if loops is None else loops.shifted_sum), True
+        y, bias_added = _kn2row(x, wp, win), True
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
@@ -559,13 +580,13 @@ class _Loops(NamedTuple):
 
     depthwise: Callable[..., None]
     epilogue: Callable[..., None]
-    shifted_sum: Callable[..., None]
+    tap_sum: Callable[..., None]
     depthwise_3x3: Callable[..., None]
 
 
 def _compiled_loops() -> _Loops | None:
     """The conv loops compiled, or None where compiled loops are off."""
-    fns = (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.shifted_sum, _conv_loops.depthwise_3x3)
+    fns = (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.tap_sum, _conv_loops.depthwise_3x3)
     loops = [jit.loop(fn) for fn in fns]
     return None if None in loops else _Loops(*loops)
 
