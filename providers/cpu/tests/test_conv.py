@@ -613,6 +613,8 @@ KN2ROW_CASES = [
     ),
     pytest.param((1, 8, 1, 1), (3, 8, 3, 3), {"pads": [1, 1, 1, 1]}, id="1x1-image"),
     pytest.param((1, 8, 2, 3), (3, 8, 5, 5), {"pads": [2, 2, 2, 2]}, id="kernel-wider-than-image"),
+    # as many outputs as inputs: kn2row from 64 outputs per image with compiled loops on, else im2col
+    pytest.param((1, 6, 9, 8), (6, 6, 3, 3), {"pads": [1, 1, 1, 1]}, id="as-many-outputs-as-inputs"),
 ]
 
 
@@ -627,6 +629,16 @@ def test_fused_conv_kn2row_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, w
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
     assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+
+
+def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_takes_im2col(conv_loops):
+    """Below 64 outputs per image (here 7x7) M = C stays on im2col, whose GEMM wins there."""
+    x, w, b, z = rand((1, 6, 7, 7)), rand((6, 6, 3, 3)), rand((6,)), rand((1, 6, 7, 7))
+    attrs = {"pads": [1, 1, 1, 1], "activation": "Relu"}
+    (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
+    assert conv_loops.calls == (["epilogue"] if conv_loops.on else [])
 
 
 @pytest.mark.parametrize("activation, params", FUSED_ACTIVATIONS)
