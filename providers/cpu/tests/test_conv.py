@@ -255,6 +255,12 @@ def winograd_calls(monkeypatch):
     return calls
 
 
+def force_winograd(monkeypatch, tiles):
+    """Every 3x3 stride-1 conv takes Winograd ``tiles``, whatever the rules would pick."""
+    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: tiles)
+    monkeypatch.setattr(conv_ops, "_kn2row_beats_winograd", lambda wp, tiles: False)
+
+
 @pytest.mark.parametrize("tiles", ["_F2", "_F4"])
 @pytest.mark.parametrize(
     "x_shape, m, attrs",
@@ -270,7 +276,7 @@ def winograd_calls(monkeypatch):
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_conv_winograd_odd_shapes(monkeypatch, winograd_calls, tiles, x_shape, m, attrs, with_bias):
     """Winograd F(2x2) and F(4x4) forced on odd sizes, pads and batches vs the direct loop."""
-    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    force_winograd(monkeypatch, getattr(conv_ops, tiles))
     x, w, b = rand(x_shape), rand((m, x_shape[1], 3, 3)), rand((m,))
     expected = direct_conv(x, w, b if with_bias else None, pads=window_pads(attrs))
     check("Conv", [x, w, b] if with_bias else [x, w], attrs, expected=expected, rtol=1e-3, atol=1e-4)
@@ -281,7 +287,7 @@ def test_conv_winograd_odd_shapes(monkeypatch, winograd_calls, tiles, x_shape, m
 @pytest.mark.parametrize("x_shape, m", [((2, 40, 13, 11), 24), ((1, 6, 30, 17), 33)])
 def test_conv_winograd_blocks_and_chunks(monkeypatch, winograd_calls, tiles, x_shape, m):
     """Tiny block and chunk budgets: many tile-row blocks, input and output chunks, both gather layouts."""
-    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    force_winograd(monkeypatch, getattr(conv_ops, tiles))
     monkeypatch.setattr(conv_ops, "_WINO_BLOCK_BYTES", 20_000)
     monkeypatch.setattr(conv_ops, "_WINO_CHUNK_BYTES", 3_000)
     x, w, b = rand(x_shape), rand((m, x_shape[1], 3, 3)) * 0.2, rand((m,))
@@ -293,7 +299,7 @@ def test_conv_winograd_blocks_and_chunks(monkeypatch, winograd_calls, tiles, x_s
 @pytest.mark.parametrize("tiles", ["_F2", "_F4"])
 def test_conv_winograd_float64(monkeypatch, winograd_calls, tiles):
     """float64 runs the transforms and GEMMs in float64: errors near float64 rounding."""
-    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: getattr(conv_ops, tiles))
+    force_winograd(monkeypatch, getattr(conv_ops, tiles))
     x, w, b = rand((1, 12, 11, 13), np.float64), rand((7, 12, 3, 3), np.float64), rand((7,), np.float64)
     expected = direct_conv(x, w, b, pads=[1, 2, 1, 0])
     check("Conv", [x, w, b], {"pads": [1, 2, 1, 0]}, expected=expected, rtol=1e-10, atol=1e-10)
@@ -303,7 +309,7 @@ def test_conv_winograd_float64(monkeypatch, winograd_calls, tiles):
 @pytest.mark.parametrize("with_z", [False, True])
 def test_fused_conv_winograd(monkeypatch, winograd_calls, with_z):
     """FusedConv adds Z and applies the activation to the Winograd output."""
-    monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: conv_ops._F4)
+    force_winograd(monkeypatch, conv_ops._F4)
     x, w, b = rand((1, 6, 10, 9)), rand((5, 6, 3, 3)), rand((5,))
     z = rand((1, 5, 10, 9)) if with_z else None
     attrs = {"pads": [1, 1, 1, 1], "activation": "LeakyRelu", "activation_params": [0.1]}
@@ -336,6 +342,15 @@ def test_conv_winograd_selection(winograd_calls, x_shape, m, pads, variant, cons
     assert winograd_calls == ([variant] if variant else [])
     # max error relative to the largest output: F(4x4) in float32 stays near 1e-5
     assert np.abs(y - expected).max() <= 2e-5 * np.abs(expected).max()
+
+
+def test_conv_kn2row_rather_than_winograd_at_h_48(conv_loops, winograd_calls):
+    """28x28 96->96 qualifies for F(4x4), but kn2row's compiled sums are faster there; the numpy path keeps F(4x4)."""
+    x = rand((1, 96, 28, 28))
+    w, b = rand((96, 96, 3, 3)) * np.float32((2 / (9 * 96)) ** 0.5), rand((96,))
+    expected = window_conv(x, w, [1, 1, 1, 1]) + b.reshape(-1, 1, 1)
+    check("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, expected=expected, rtol=1e-3, atol=1e-4)
+    assert (conv_loops.calls, winograd_calls) == ((["tap_sum"], []) if conv_loops.on else ([], [4]))
 
 
 def test_conv_does_not_modify_inputs():
