@@ -100,6 +100,8 @@ def window(
         begin = end = (0,) * n
     elif auto_pad in ("NOTSET", ""):
         p = _ints(pads, 2 * n, 0, "pads", op)
+        if any(v < 0 for v in p):
+            raise InvalidArgument(f"{op}: pads {list(p)} must be >= 0")
         begin, end = p[:n], p[n:]
     else:
         raise InvalidArgument(f"{op}: unknown auto_pad {auto_pad!r}")

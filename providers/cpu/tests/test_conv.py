@@ -376,6 +376,17 @@ def test_conv_rejects_channel_mismatch():
         run("Conv", [rand((1, 3, 4, 4)), rand((2, 2, 3, 3))], {}, constant=())
 
 
+@pytest.mark.parametrize("op, w_shape", [("Conv", (1, 3, 3, 3)), ("MaxPool", None), ("AveragePool", None)])
+def test_negative_pads_are_rejected(conv_loops, op, w_shape):
+    """The spec wants pads >= 0: every path says so, naming the node's op and the pads, instead of cropping the
+    input (the compiled kn2row sums would) or failing on a broadcast (the numpy paths did)."""
+    inputs = [rand((1, 3, 6, 6))] + ([rand(w_shape)] if w_shape else [])
+    attrs = {"pads": [-1, 1, 0, 1]} | ({} if w_shape else {"kernel_shape": [3, 3]})
+    with pytest.raises(ortcore.OrtCoreError, match=r"pads \[-1, 1, 0, 1\] must be >= 0") as caught:
+        run(op, inputs, attrs)
+    assert f"({op})" in str(caught.value) and isinstance(caught.value.__cause__, ortcore.InvalidArgument)
+
+
 # -- ConvTranspose ---------------------------------------------------------------------
 
 
