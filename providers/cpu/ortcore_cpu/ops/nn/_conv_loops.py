@@ -20,7 +20,7 @@ import numpy as np
 # FusedConv activations. CLIP also serves Relu (lo 0, hi inf); HARD_SIGMOID clips alpha * v + beta to [lo, hi].
 NONE, CLIP, LEAKY_RELU, HARD_SIGMOID, SIGMOID, TANH = range(6)
 
-JIT_HELPERS = ("_activate",)
+JIT_HELPERS = ("_activate", "_skipped_columns")
 
 
 def _activate(out, act, alpha, beta, lo, hi):
@@ -45,6 +45,21 @@ def _activate(out, act, alpha, beta, lo, hi):
     elif act == TANH:
         for o in range(out.size):
             out[o] = math.tanh(out[o])
+
+
+def _skipped_columns(plane, saved, w, oh_lo, oh_hi, ow_lo, ow_hi, restore):
+    """Copy the columns outside ``[ow_lo, ow_hi)`` of rows ``[oh_lo, oh_hi)`` of the flat ``plane``
+    (rows of ``w``) into ``saved``, or back from it where ``restore``."""
+    k = 0
+    for oh in range(oh_lo, oh_hi):
+        row = plane[oh * w : (oh + 1) * w]
+        for lo, hi in ((0, ow_lo), (ow_hi, w)):
+            for o in range(lo, hi):
+                if restore:
+                    row[o] = saved[k]
+                else:
+                    saved[k] = row[o]
+                k += 1
 
 
 def depthwise(
@@ -278,26 +293,12 @@ def tap_sum(products, bias, z, y, w, kernel_w, dilation_h, dilation_w, pad_top, 
                         src = products[i, g, kh * kernel_w + kw, m]
                         if same:
                             start, stop = oh_lo * w + ow_lo, (oh_hi - 1) * w + ow_hi
-                            k = 0
-                            for oh in range(oh_lo, oh_hi):
-                                for o in range(oh * w, oh * w + ow_lo):
-                                    saved[k] = plane[o]
-                                    k += 1
-                                for o in range(oh * w + ow_hi, (oh + 1) * w):
-                                    saved[k] = plane[o]
-                                    k += 1
+                            _skipped_columns(plane, saved, w, oh_lo, oh_hi, ow_lo, ow_hi, False)
                             run = plane[start:stop]
                             shifted = src[start + shift_h * w + shift_w :]
                             for o in range(stop - start):
                                 run[o] += shifted[o]
-                            k = 0
-                            for oh in range(oh_lo, oh_hi):
-                                for o in range(oh * w, oh * w + ow_lo):
-                                    plane[o] = saved[k]
-                                    k += 1
-                                for o in range(oh * w + ow_hi, (oh + 1) * w):
-                                    plane[o] = saved[k]
-                                    k += 1
+                            _skipped_columns(plane, saved, w, oh_lo, oh_hi, ow_lo, ow_hi, True)
                         else:
                             for oh in range(oh_lo, oh_hi):
                                 row = plane[oh * out_w :]
