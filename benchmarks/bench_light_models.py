@@ -54,6 +54,7 @@ def main() -> int:
     import onnx
     import onnx.reference
     import onnxruntime
+    from threadpoolctl import threadpool_limits
 
     import ortcore
     from ortcore.testing import LIGHT_MODELS, light_model_path
@@ -92,8 +93,11 @@ def main() -> int:
         t_ref = float("nan")
         if not args.no_reference:
             ref = onnx.reference.ReferenceEvaluator(onnx.load(path))
-            t_ref = min(_median_ms(lambda: ref.run(None, feeds), args.reference_runs, warmup=0)
-                        for _ in range(args.repeat))
+            # ortcore's CPU provider runs numpy's BLAS on one thread while its own conv
+            # threads take the cores; onnx.reference gets the same thread count as the others
+            with threadpool_limits(limits=args.threads, user_api="blas"):
+                t_ref = min(_median_ms(lambda: ref.run(None, feeds), args.reference_runs, warmup=0)
+                            for _ in range(args.repeat))
         ratios.append(t_ours / t_ort)
         print(f"{name:<14} {t_ours:>11.2f} {t_ort:>9.2f} {t_ref:>10.1f} {t_ours / t_ort:>11.2f}x {t_ref / t_ours:>11.1f}x")
         sys.stdout.flush()

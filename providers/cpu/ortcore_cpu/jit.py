@@ -86,3 +86,19 @@ def loop(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     kernel's life. It compiles lazily, on the first call with given dtypes.
     """
     return _compile(fn) if enabled() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _gemm_engine() -> Any:
+    try:
+        from ortcore_cpu.ops.nn import _gemm
+
+        return _gemm.engine()
+    except Exception as exc:  # a numba or LLVM that cannot build it leaves the BLAS paths in place
+        log.warning("the conv GEMM engine is off: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def gemm_engine() -> Any:
+    """The float32 conv GEMM engine (:mod:`ortcore_cpu.ops.nn._gemm`), or None where compiled loops are off."""
+    return _gemm_engine() if enabled() else None

@@ -37,6 +37,21 @@ def record_loops(monkeypatch):
             return recorded
 
         monkeypatch.setattr(jit, "loop", recording_loop)
+        if module.__name__.endswith("._conv_loops"):  # the conv GEMM engine is recorded as "gemm"
+            engine = jit.gemm_engine
+
+            def recording_engine():
+                compiled = engine()
+                if compiled is None:
+                    return None
+
+                def recorded(*args):
+                    calls.append("gemm")
+                    return compiled(*args)
+
+                return recorded
+
+            monkeypatch.setattr(jit, "gemm_engine", recording_engine)
         return SimpleNamespace(on=on, calls=calls)
 
     return switch

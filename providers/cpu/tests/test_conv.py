@@ -222,7 +222,7 @@ def test_conv_few_outputs_kn2row_path(conv_loops, x_shape, w_shape, attrs, const
     inputs = [x, w, b] if with_bias else [x, w]
     expected = direct_conv(x, w, b if with_bias else None, **attrs)
     check("Conv", inputs, attrs, constant=constant[: len(inputs) - 1], expected=expected)
-    assert conv_loops.calls == (["tap_sum"] if conv_loops.on and len(x_shape) == 4 else [])
+    assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on and len(x_shape) == 4 else [])
 
 
 def window_conv(x, w, pads):
@@ -247,9 +247,9 @@ def winograd_calls(monkeypatch):
     calls = []
     winograd = conv_ops._winograd
 
-    def spy(x, wp, win, tiles):
+    def spy(x, wp, win, tiles, engine=None):
         calls.append(tiles.m)
-        return winograd(x, wp, win, tiles)
+        return winograd(x, wp, win, tiles, engine)
 
     monkeypatch.setattr(conv_ops, "_winograd", spy)
     return calls
@@ -350,7 +350,7 @@ def test_conv_kn2row_rather_than_winograd_at_h_48(conv_loops, winograd_calls):
     w, b = rand((96, 96, 3, 3)) * np.float32((2 / (9 * 96)) ** 0.5), rand((96,))
     expected = window_conv(x, w, [1, 1, 1, 1]) + b.reshape(-1, 1, 1)
     check("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, expected=expected, rtol=1e-3, atol=1e-4)
-    assert (conv_loops.calls, winograd_calls) == ((["tap_sum"], []) if conv_loops.on else ([], [4]))
+    assert (conv_loops.calls, winograd_calls) == ((["gemm", "tap_sum"], []) if conv_loops.on else ([], [4]))
 
 
 def test_conv_does_not_modify_inputs():
@@ -625,8 +625,9 @@ def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
-    ran = loop != "epilogue" or with_z or activation  # the GEMM adds the bias itself
-    assert conv_loops.calls == ([loop] if conv_loops.on and ran else [])
+    if loop == "epilogue":  # the GEMM engine adds the bias, Z and a clip (Relu, Clip); others take a pass
+        loop = ["gemm"] + (["epilogue"] if activation in ("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid") else [])
+    assert conv_loops.calls == ((loop if isinstance(loop, list) else [loop]) if conv_loops.on else [])
 
 
 KN2ROW_CASES = [
@@ -654,7 +655,7 @@ def test_fused_conv_kn2row_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, w
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
-    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+    assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
 
 
 def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_takes_im2col(conv_loops):
@@ -664,7 +665,7 @@ def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_takes_im2col(conv
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
-    assert conv_loops.calls == (["epilogue"] if conv_loops.on else [])
+    assert conv_loops.calls == (["gemm"] if conv_loops.on else [])  # im2col, the bias, Z and Relu in the GEMM
 
 
 @pytest.mark.parametrize("activation, params", FUSED_ACTIVATIONS)
@@ -677,7 +678,7 @@ def test_fused_conv_kn2row_activations(conv_loops, activation, params):
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
-    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+    assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
 
 
 def test_conv_kn2row_nan_and_inf(conv_loops):
@@ -696,7 +697,7 @@ def test_conv_kn2row_nan_and_inf(conv_loops):
     expected = direct_conv(x, w, b, pads=[1, 1, 1, 1])
     assert np.isnan(expected).sum() == 2 * 6 and np.isposinf(expected).sum() == 2 * 6
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5, equal_nan=True)  # NaN and inf where expected
-    assert conv_loops.calls == (["tap_sum"] if conv_loops.on else [])
+    assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
 
 
 @pytest.mark.parametrize(
@@ -709,11 +710,13 @@ def test_conv_kn2row_nan_and_inf(conv_loops):
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_epilogue_adds_bias(conv_loops, x_shape, w_shape, attrs, dtype):
-    """Where the conv path leaves the bias out, the epilogue adds it: one compiled pass with compiled loops on."""
+    """Where the conv path leaves the bias out, the epilogue adds it: one compiled pass with compiled loops
+    on, or the float32 GEMM engine's own (its tiles get the bias before they are stored)."""
     x, w, b = rand(x_shape, dtype), rand(w_shape, dtype), rand(w_shape[:1], dtype)
     expected = direct_conv(x, w, b, **attrs)
     check("Conv", [x, w, b], attrs, expected=expected, rtol=1e-5, atol=1e-6)
-    assert conv_loops.calls == (["epilogue"] if conv_loops.on else [])
+    engine = dtype == np.float32 and w_shape[1] > 1
+    assert conv_loops.calls == ((["gemm"] if engine else ["epilogue"]) if conv_loops.on else [])
 
 
 def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
@@ -730,4 +733,4 @@ def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
         assert np.isnan(y[0, 0, 1:4, 2:5]).all()
         assert not np.isnan(np.delete(y[0, 0], np.s_[1:4], axis=0)).any()
     assert (depthwise[0, 1, 0:3, 0:3] == 2.0).all() and (depthwise[0, 2, 3:, 4:] == -1.0).all()
-    assert sorted(conv_loops.calls) == (["depthwise_3x3", "epilogue"] if conv_loops.on else [])
+    assert sorted(conv_loops.calls) == (["depthwise_3x3", "gemm"] if conv_loops.on else [])

@@ -142,6 +142,7 @@ class _Weights:
         self._w = w
         self._tap_major: np.ndarray | None = None
         self._winograd: dict[int, np.ndarray] = {}
+        self._panels: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
         self.depthwise = w.shape[1] == 1 and group > 1
         if self.depthwise:
             self.taps_last = np.ascontiguousarray(w.reshape(m, -1).T)  # [taps, M]
@@ -158,6 +159,21 @@ class _Weights:
             u = np.einsum("ik,mckl,jl->ijmc", tiles.g, self._w.astype(np.float64), tiles.g)
             u = self._winograd[tiles.m] = np.ascontiguousarray(u.reshape(-1, *self.shape[:2]).astype(self._w.dtype))
         return u
+
+    def panels(self, what: str = "mat", tiles: _Tiles | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The GEMM engine's packing (:func:`._gemm.pack`) of ``mat`` with the bias, or of
+        ``tap_major`` or the Winograd weights of ``tiles`` without it; packed once."""
+        key = (what, None if tiles is None else tiles.m)
+        packed = self._panels.get(key)
+        if packed is None:
+            from ortcore_cpu.ops.nn import _gemm
+
+            if what == "mat":
+                packed = _gemm.pack(self.mat, self.bias_vector)
+            else:
+                packed = _gemm.pack(self.tap_major if what == "tap_major" else self.winograd(tiles), None)
+            self._panels[key] = packed
+        return packed
 
     @property
     def tap_major(self) -> np.ndarray:
@@ -267,7 +283,11 @@ def _kn2row_loop(
     """
     n, c, h, w = x.shape
     g = wp.group
-    products = np.matmul(wp.tap_major, x.reshape(n, g, c // g, h * w))  # [N, g, taps*Mg, H*W]
+    if loops.gemm is not None and x.dtype == np.float32:
+        products = np.empty((n, g, wp.tap_major.shape[1], h * w), x.dtype)
+        loops.gemm(*wp.panels("tap_major"), x.reshape(n * g, c // g, h * w), products.reshape(n * g, -1, h * w))
+    else:
+        products = np.matmul(wp.tap_major, x.reshape(n, g, c // g, h * w))  # [N, g, taps*Mg, H*W]
     products = products.reshape(n, g, math.prod(win.kernel), wp.shape[0] // g, h * w)
     y = np.empty((n, wp.shape[0], *win.out), dtype=x.dtype)
     activation = (act or _IDENTITY).arguments(y.dtype)
@@ -308,7 +328,7 @@ def _winograd_tiles(wp: _Weights, win: Window) -> _Tiles | None:
     return _F2 if h >= 128 and math.prod(-(-o // 2) for o in win.out) >= 49 else None
 
 
-def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.ndarray:
+def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, engine: Any = None) -> np.ndarray:
     """Conv 3x3 (stride 1) by Winograd F(m x m, 3x3), with the bias, in blocks of tile rows.
 
     Per block of tile rows: gather the overlapping ``n x n`` input tiles of a
@@ -344,7 +364,8 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.nda
     xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
     rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
     cap = rows * tw
-    channels_inner = c >= 8 * tw
+    # the engine reads V's rows in place: they must run along tiles
+    channels_inner = c >= 8 * tw and engine is None
     # chunks: of tile rows or channels for the input transform, output channels for the output one
     chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * (tw * c if channels_inner else cap)))
     chunk_out = max(1, min(m, _WINO_CHUNK_BYTES // (t * n * cap * size)))
@@ -375,7 +396,11 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.nda
                     np.copyto(d, as_strided(xp[c0:, t * r0 :], d.shape, (s1, s2, s0, t * s1, t * s2)))
                     np.matmul(kb, d.reshape(nn, -1), out=v[:, c0 * k : (c0 + cc) * k])
                 v = v.reshape(nn, c, k)
-            z = np.matmul(u, v, out=zbuf[: nn * m * k].reshape(nn, m, k))
+            z = zbuf[: nn * m * k].reshape(nn, m, k)
+            if engine is None:
+                np.matmul(u, v, out=z)
+            else:
+                engine(*wp.panels("winograd", tiles), v, z)
             if bias is not None:
                 z[n + 1] += bias
             zs = z.strides
@@ -446,20 +471,48 @@ def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return v
 
 
-def _im2col_gemm(x: np.ndarray, wp: _Weights, win: Window) -> tuple[np.ndarray, bool]:
+class _Fused(NamedTuple):
+    """What the GEMM engine adds to a product: FusedConv's Z and the clip part of its activation."""
+
+    engine: Any
+    z: np.ndarray | None
+    clip: tuple[float, float]
+
+
+def _im2col_gemm(
+    x: np.ndarray, wp: _Weights, win: Window, fused: _Fused | None = None
+) -> tuple[np.ndarray, bool]:
     """General conv through im2col and GEMM; returns ``(y [N, g, M/g, P], bias_added)``.
 
-    The column buffer is ``[g, K (+1 row of ones for the bias), P]``; images whose
-    buffer would exceed ``_COLS_BLOCK_BYTES`` are done in blocks of output rows.
+    With numpy's BLAS the column buffer is ``[g, K (+1 row of ones for the
+    bias), P]``; with the GEMM engine (``fused``) it is ``[g, K, P]`` and the
+    engine adds the bias, Z and clip. Images whose buffer would exceed
+    ``_COLS_BLOCK_BYTES`` are done in blocks of output rows.
     """
     n, c = x.shape[:2]
     g, mg, k = wp.mat.shape
     p = math.prod(win.out)
     y = np.empty((n, g, mg, p), dtype=x.dtype)
+    if fused is None:
+        mat = wp.mat if _pointwise(win) or wp.mat_bias is None else wp.mat_bias
+    else:
+        mat = wp.mat
+        skip = None if fused.z is None else _skip_input(fused.z, y.reshape(n, g * mg, *win.out)).reshape(y.shape)
+
+    def gemm(cols: np.ndarray, i: int | None, c0: int, c1: int) -> None:
+        """Columns ``[c0, c1)`` of image ``i`` (None: of all) from ``cols [.., g, kk, c1 - c0]``."""
+        images = slice(None) if i is None else slice(i, i + 1)
+        out = y[images, :, :, c0:c1]
+        if fused is None:
+            np.matmul(mat, cols, out=out.reshape(out.shape[-4 if i is None else -3 :]))
+            return
+        z = None if skip is None else skip[images, :, :, c0:c1].reshape(-1, mg, c1 - c0)
+        fused.engine(*wp.panels(), cols.reshape(-1, k, c1 - c0), out.reshape(-1, mg, c1 - c0), z, *fused.clip)
+
     if _pointwise(win):
-        return np.matmul(wp.mat, x.reshape(n, g, k, p), out=y), False
+        gemm(x.reshape(n, g, k, p), None, 0, p)
+        return y, fused is not None
     cols = patches(pad_input(x, win), win)  # [N, C, *k, *out], a view
-    mat = wp.mat if wp.mat_bias is None else wp.mat_bias
     kk = mat.shape[2]
     rows = win.out[0]
     inner = p // rows
@@ -471,7 +524,8 @@ def _im2col_gemm(x: np.ndarray, wp: _Weights, win: Window) -> tuple[np.ndarray, 
         _view(part[:, :, :k], (n, *split, *win.out))[...] = cols.reshape(n, *split, *win.out)
         if kk > k:
             part[:, :, k] = 1
-        return np.matmul(mat, part, out=y), kk > k
+        gemm(part, None, 0, p)
+        return y, kk > k or fused is not None
     lead = (slice(None),) * (1 + len(win.kernel))
     for i in range(n):
         for r0 in range(0, rows, block):
@@ -481,8 +535,8 @@ def _im2col_gemm(x: np.ndarray, wp: _Weights, win: Window) -> tuple[np.ndarray, 
             dest[...] = cols[(i, *lead, slice(r0, r1))].reshape(dest.shape)
             if kk > k:
                 part[:, k] = 1
-            np.matmul(mat, part, out=y[i, :, :, r0 * inner : r1 * inner])
-    return y, kk > k
+            gemm(part, i, r0 * inner, r1 * inner)
+    return y, kk > k or fused is not None
 
 
 def _kn2row_beats_winograd(wp: _Weights, tiles: _Tiles) -> bool:
@@ -539,14 +593,22 @@ def _conv(
     if wp.depthwise and loops is not None and x.ndim == 4 and min(win.begin) >= 0:
         return _depthwise_loop(x, wp, win, z, act, loops)
     kn2row_loop = loops is not None and x.ndim == 4 and _use_kn2row(wp, win, compiled=True)
+    engine = None if loops is None or x.dtype != np.float32 else loops.gemm
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
     elif (tiles := _winograd_tiles(wp, win)) and not (kn2row_loop and _kn2row_beats_winograd(wp, tiles)):
-        y, bias_added = _winograd(x, wp, win, tiles), True
+        y, bias_added = _winograd(x, wp, win, tiles, engine), True
     elif kn2row_loop:
         return _kn2row_loop(x, wp, win, z, act, loops)
     elif _use_kn2row(wp, win, compiled=False):
         y, bias_added = _kn2row(x, wp, win), True
+    elif engine is not None:  # the engine adds the bias, Z and a clip; other activations follow
+        clips = act is None or act.code == _conv_loops.CLIP
+        clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
+        y = _im2col_gemm(x, wp, win, _Fused(engine, z, clip))[0].reshape(x.shape[0], wp.shape[0], *win.out)
+        if not clips:
+            _epilogue(y, None, None, act, loops.epilogue)
+        return y
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
@@ -611,13 +673,14 @@ class _Loops(NamedTuple):
     epilogue: Callable[..., None]
     tap_sum: Callable[..., None]
     depthwise_3x3: Callable[..., None]
+    gemm: Callable[..., None] | None  # the float32 GEMM engine (:mod:`._gemm`), None where it did not load
 
 
 def _compiled_loops() -> _Loops | None:
     """The conv loops compiled, or None where compiled loops are off."""
     fns = (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.tap_sum, _conv_loops.depthwise_3x3)
     loops = [jit.loop(fn) for fn in fns]
-    return None if None in loops else _Loops(*loops)
+    return None if None in loops else _Loops(*loops, jit.gemm_engine())
 
 
 class _ConvNode:
