@@ -40,16 +40,22 @@ def record_loops(monkeypatch):
         if module.__name__.endswith("._conv_loops"):  # the conv GEMM engine is recorded as "gemm"
             engine = jit.gemm_engine
 
+            class Recorded:
+                """The engine, its calls recorded; its other attributes (threads, parallel) are the engine's."""
+
+                def __init__(self, compiled):
+                    self.compiled = compiled
+
+                def __call__(self, *args):
+                    calls.append("gemm")
+                    return self.compiled(*args)
+
+                def __getattr__(self, name):
+                    return getattr(self.compiled, name)
+
             def recording_engine():
                 compiled = engine()
-                if compiled is None:
-                    return None
-
-                def recorded(*args):
-                    calls.append("gemm")
-                    return compiled(*args)
-
-                return recorded
+                return None if compiled is None else Recorded(compiled)
 
             monkeypatch.setattr(jit, "gemm_engine", recording_engine)
         return SimpleNamespace(on=on, calls=calls)
