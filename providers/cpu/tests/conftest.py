@@ -50,6 +50,10 @@ def record_loops(monkeypatch):
                     calls.append("gemm")
                     return self.compiled(*args)
 
+                def shifted(self, *args):
+                    calls.append("shifted_gemm")
+                    return self.compiled.shifted(*args)
+
                 def __getattr__(self, name):
                     return getattr(self.compiled, name)
 

@@ -62,6 +62,13 @@ def check(op, inputs, attrs=None, *, opset=22, constant=(1, 2), expected=None, r
     return actual
 
 
+def engine_runs():
+    """Whether float32 convs run on the GEMM engine (compiled loops on and the engine built)."""
+    from ortcore_cpu import jit
+
+    return jit.gemm_engine() is not None
+
+
 def rand(shape, dtype=np.float32):
     return RNG.standard_normal(shape).astype(dtype)
 
@@ -245,13 +252,18 @@ def window_pads(attrs):
 def winograd_calls(monkeypatch):
     """Records the Winograd variant (output tile size) of every Winograd conv that runs."""
     calls = []
-    winograd = conv_ops._winograd
 
-    def spy(x, wp, win, tiles, engine=None):
-        calls.append(tiles.m)
-        return winograd(x, wp, win, tiles, engine)
+    def spy(name):
+        winograd = getattr(conv_ops, name)
 
-    monkeypatch.setattr(conv_ops, "_winograd", spy)
+        def recorded(x, wp, win, tiles, *rest):
+            calls.append(tiles.m)
+            return winograd(x, wp, win, tiles, *rest)
+
+        monkeypatch.setattr(conv_ops, name, recorded)
+
+    spy("_winograd")  # numpy's BLAS
+    spy("_winograd_engine")  # the float32 GEMM engine
     return calls
 
 
@@ -259,6 +271,7 @@ def force_winograd(monkeypatch, tiles):
     """Every 3x3 stride-1 conv takes Winograd ``tiles``, whatever the rules would pick."""
     monkeypatch.setattr(conv_ops, "_winograd_tiles", lambda wp, win: tiles)
     monkeypatch.setattr(conv_ops, "_kn2row_beats_winograd", lambda wp, tiles: False)
+    monkeypatch.setattr(conv_ops, "_winograd_on_engine", lambda wp, tiles: True)
 
 
 @pytest.mark.parametrize("tiles", ["_F2", "_F4"])
@@ -323,7 +336,7 @@ def test_fused_conv_winograd(monkeypatch, winograd_calls, with_z):
     "x_shape, m, pads, variant",
     [
         ((1, 128, 28, 28), 128, [1, 1, 1, 1], 4),  # F(4x4): ResNet-50's 28x28 stage
-        ((1, 64, 55, 57), 192, [1, 1, 1, 1], 4),  # wide image: channels-outer gather
+        ((1, 64, 55, 57), 192, [1, 1, 1, 1], 4),  # wide image: channels-outer gather (numpy's BLAS only)
         ((1, 64, 56, 56), 64, [1, 1, 1, 1], None),  # h = 32: no faster inside ResNet-50
         ((1, 256, 14, 14), 256, [1, 1, 1, 1], 2),  # F(2x2): 16 tiles of 4x4 are too few
         ((1, 32, 28, 28), 128, [1, 1, 1, 1], None),  # too few channels: GEMM
@@ -339,18 +352,22 @@ def test_conv_winograd_selection(winograd_calls, x_shape, m, pads, variant, cons
     b = rand((m,))
     expected = window_conv(x, w, pads) + b.reshape(-1, 1, 1)
     y = check("Conv", [x, w, b], {"pads": pads}, constant=constant, expected=expected, rtol=1e-3, atol=1e-4)
+    if engine_runs() and x_shape[1] * m / (x_shape[1] + m) < 64:
+        variant = None  # the engine's implicit GEMM is faster there
     assert winograd_calls == ([variant] if variant else [])
     # max error relative to the largest output: F(4x4) in float32 stays near 1e-5
     assert np.abs(y - expected).max() <= 2e-5 * np.abs(expected).max()
 
 
 def test_conv_kn2row_rather_than_winograd_at_h_48(conv_loops, winograd_calls):
-    """28x28 96->96 qualifies for F(4x4), but kn2row's compiled sums are faster there; the numpy path keeps F(4x4)."""
+    """28x28 96->96 qualifies for F(4x4), but the compiled paths are faster there (the GEMM engine's implicit
+    GEMM, or kn2row's compiled sums without it); the numpy path keeps F(4x4)."""
     x = rand((1, 96, 28, 28))
     w, b = rand((96, 96, 3, 3)) * np.float32((2 / (9 * 96)) ** 0.5), rand((96,))
     expected = window_conv(x, w, [1, 1, 1, 1]) + b.reshape(-1, 1, 1)
     check("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, expected=expected, rtol=1e-3, atol=1e-4)
-    assert (conv_loops.calls, winograd_calls) == ((["gemm", "tap_sum"], []) if conv_loops.on else ([], [4]))
+    compiled = ["shifted_gemm"] if engine_runs() else ["gemm", "tap_sum"]
+    assert (conv_loops.calls, winograd_calls) == ((compiled, []) if conv_loops.on else ([], [4]))
 
 
 def test_conv_does_not_modify_inputs():
@@ -626,7 +643,8 @@ def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
     if loop == "epilogue":  # the GEMM engine adds the bias, Z and a clip (Relu, Clip); others take a pass
-        loop = ["gemm"] + (["epilogue"] if activation in ("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid") else [])
+        gemm = "gemm" if with_z else "shifted_gemm"  # Z: im2col, else the implicit GEMM
+        loop = [gemm] + (["epilogue"] if activation in ("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid") else [])
     assert conv_loops.calls == ((loop if isinstance(loop, list) else [loop]) if conv_loops.on else [])
 
 
@@ -655,7 +673,10 @@ def test_fused_conv_kn2row_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, w
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
-    assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
+    calls = ["gemm", "tap_sum"]
+    if 2 * w_shape[0] > w_shape[1] * attrs.get("group", 1) and engine_runs():  # as many outputs as inputs
+        calls = ["gemm" if with_z else "shifted_gemm", "epilogue"]  # the engine's im2col or implicit GEMM
+    assert conv_loops.calls == (calls if conv_loops.on else [])
 
 
 def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_takes_im2col(conv_loops):
@@ -679,6 +700,33 @@ def test_fused_conv_kn2row_activations(conv_loops, activation, params):
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
     assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
+
+
+SHIFTED_CASES = [
+    # input, weights, attributes: stride 1, as many outputs as inputs or more, no Z
+    pytest.param((1, 3, 13, 13), (8, 3, 3, 3), {"pads": [1, 1, 1, 1]}, id="3x3-same"),
+    pytest.param((2, 4, 9, 7), (6, 4, 3, 3), {"pads": [0, 2, 1, 0]}, id="batch2-asymmetric"),
+    pytest.param((1, 4, 10, 8), (8, 2, 5, 3), {"group": 2, "dilations": [2, 1], "pads": [3, 1, 2, 0]}, id="grouped-dilated"),
+    pytest.param((1, 2, 6, 5), (7, 2, 3, 3), {}, id="no-pads"),
+    pytest.param((1, 3, 2, 3), (5, 3, 5, 5), {"pads": [2, 2, 2, 2]}, id="kernel-wider-than-image"),
+    pytest.param((1, 5, 1, 40), (13, 5, 1, 3), {"pads": [0, 1, 0, 1]}, id="one-row-many-strips"),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", SHIFTED_CASES)
+@pytest.mark.parametrize("activation, params", [("", None), ("Relu", None), ("Tanh", None)])
+def test_conv_implicit_gemm_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, activation, params):
+    """The engine's implicit GEMM reads each tap's rows from the padded image at their shifts; the extra
+    columns it computes per row are dropped. Against onnxruntime, with every edge of the padding hit."""
+    if conv_loops.on and not engine_runs():
+        pytest.skip("the GEMM engine did not build")
+    x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    attrs = {**attrs, **({"activation": activation} if activation else {})}
+    (actual,), model, feeds = run("FusedConv", [x, w, b], attrs, domain="com.microsoft")
+    (expected,) = onnxruntime_run(model, feeds)
+    compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
+    calls = ["shifted_gemm"] + (["epilogue"] if activation == "Tanh" else [])
+    assert conv_loops.calls == (calls if conv_loops.on else [])
 
 
 def test_conv_kn2row_nan_and_inf(conv_loops):
@@ -733,4 +781,4 @@ def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
         assert np.isnan(y[0, 0, 1:4, 2:5]).all()
         assert not np.isnan(np.delete(y[0, 0], np.s_[1:4], axis=0)).any()
     assert (depthwise[0, 1, 0:3, 0:3] == 2.0).all() and (depthwise[0, 2, 3:, 4:] == -1.0).all()
-    assert sorted(conv_loops.calls) == (["depthwise_3x3", "gemm"] if conv_loops.on else [])
+    assert sorted(conv_loops.calls) == (["depthwise_3x3", "shifted_gemm"] if conv_loops.on else [])

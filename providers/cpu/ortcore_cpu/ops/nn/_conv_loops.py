@@ -327,3 +327,28 @@ def epilogue(y, bias, z, act, alpha, beta, lo, hi):
                 for o in range(p):
                     out[o] += b + skip[o]
             _activate(out, act, alpha, beta, lo, hi)
+
+
+def winograd_scatter(tiles, z, y, row0, act, alpha, beta, lo, hi):
+    """Winograd's output tiles into output rows: ``y[m, row0 + t*r + a, t*w + b] = act(tiles[a, b, m, r, w] + z)``.
+
+    ``tiles [t, t, M, R, W]``, ``y [M, H, W_out]`` (and ``z`` None or like
+    ``y``); tiles past the edges of ``y`` are cropped.
+    """
+    t, _, m_out, r_tiles, w_tiles = tiles.shape
+    h, w = y.shape[1], y.shape[2]
+    for m in range(m_out):
+        for r in range(r_tiles):
+            for a in range(t):
+                row = row0 + t * r + a
+                if row >= h:
+                    break
+                out = y[m, row]
+                for j in range(w_tiles):
+                    for b in range(min(t, w - t * j)):
+                        out[t * j + b] = tiles[a, b, m, r, j]
+                if z is not None:
+                    skip = z[m, row]
+                    for o in range(w):
+                        out[o] += skip[o]
+                _activate(out, act, alpha, beta, lo, hi)

@@ -56,8 +56,10 @@ def _micro(typingctx, a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bia
     """``c[MR, NR] = clip(a_panel @ b[k, NR] + bias[MR] (+ z), lo, hi)``, row strides ldb/ldc/ldz.
 
     ``a`` holds a packed panel at ``a_off`` (``k`` rows of ``MR``); the other
-    operands are addressed from their arrays' first element. ``z`` None
-    compiles without the skip input.
+    operands are addressed from their arrays' first element. ``ldb`` is a
+    row stride, or an int64 array of each row's own offset (the shifted
+    rows of an implicit-GEMM conv). ``z`` None compiles without the skip
+    input.
     """
     sig = types.void(a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bias, bias_off, lo, hi, k)
     has_z = not isinstance(z, types.NoneType)
@@ -87,7 +89,12 @@ def _micro(typingctx, a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bia
             return builder.bitcast(builder.gep(base, [offset]), vptr)
 
         pa = builder.gep(data(0), [int64(1)])
-        pb, ldb_ = builder.gep(data(2), [int64(3)]), int64(4)
+        pb = builder.gep(data(2), [int64(3)])
+        shifted = isinstance(kinds[4], types.Array)  # ldb: a row stride, or each row's offset
+        if shifted:
+            row_offsets = data(4)
+        else:
+            ldb_ = int64(4)
         pc, ldc_ = builder.gep(data(5), [int64(6)]), int64(7)
         pbias = builder.gep(data(11), [int64(12)])
         lo_ = splat(context.cast(builder, args[13], kinds[13], types.float32))
@@ -108,7 +115,7 @@ def _micro(typingctx, a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bia
             phi = builder.phi(vec)
             phi.add_incoming(zero, entry)
             acc.append(phi)
-        b_row = builder.mul(k_, ldb_)
+        b_row = builder.load(builder.gep(row_offsets, [k_])) if shifted else builder.mul(k_, ldb_)
         bv = [builder.load(vector_at(pb, builder.add(b_row, const(W * v))), align=4) for v in range(NV)]
         a_row = builder.mul(k_, const(MR))
         summed = []
@@ -211,6 +218,67 @@ def _tiles(panels, bias, x, y, z, lo, hi, item0, item1, msplit, b_pad, z_pad, ti
 
 
 @numba.njit(**_OPTIONS)
+def _shifted_tiles(panels, bias, x, offsets, y, lo, hi, item0, item1, msplit, tile):
+    """:func:`_tiles` where row ``kk`` of matrix ``b`` is ``x[b, offsets[kk]:][:n]``: an implicit-GEMM conv.
+
+    The last strip of columns reads up to ``NR`` floats past the end of the
+    last row; the caller leaves that much slack after ``x``. Its product is
+    computed whole and only the columns that exist are stored.
+    """
+    groups, mp = panels.shape[0], panels.shape[1]
+    k = offsets.size
+    m, n = y.shape[1], y.shape[2]
+    strips = (n + NR - 1) // NR
+    per_block = _block_strips(k)
+    blocks = (strips + per_block - 1) // per_block
+    sx0 = x.strides[0] // 4
+    sy0, sy1 = y.strides[0] // 4, y.strides[1] // 4
+    for item in range(item0, item1):
+        share = item % msplit
+        block = item // msplit % blocks
+        mat = item // msplit // blocks
+        g = mat % groups
+        a = panels[g].reshape(-1)
+        for p in range(share * mp // msplit, (share + 1) * mp // msplit):
+            rows = min(MR, m - p * MR)
+            a_off = p * k * MR
+            for s in range(block * per_block, min(strips, (block + 1) * per_block)):
+                j0 = s * NR
+                cols = min(NR, n - j0)
+                y_off = mat * sy0 + p * MR * sy1 + j0
+                if cols == NR and rows == MR:
+                    _micro(a, a_off, x, mat * sx0 + j0, offsets, y, y_off, sy1, None, 0, 0, bias[g], p * MR, lo, hi, k)
+                    continue
+                _micro(a, a_off, x, mat * sx0 + j0, offsets, tile, 0, NR, None, 0, 0, bias[g], p * MR, lo, hi, k)
+                for i in range(rows):
+                    for j in range(cols):
+                        y[mat, p * MR + i, j0 + j] = tile[i * NR + j]
+
+
+@numba.njit(**_OPTIONS)
+def _shifted_work(panels, k, n, b, threads):
+    strips = (n + NR - 1) // NR
+    per_block = _block_strips(k)
+    blocks = b * ((strips + per_block - 1) // per_block)
+    msplit = 1 if blocks >= 4 * threads or threads == 1 else min(threads, panels.shape[1])
+    return blocks * msplit, msplit
+
+
+@numba.njit(**_OPTIONS)
+def _shifted_serial(panels, bias, x, offsets, y, lo, hi):
+    items, msplit = _shifted_work(panels, offsets.size, y.shape[2], y.shape[0], 1)
+    _shifted_tiles(panels, bias, x, offsets, y, lo, hi, 0, items, msplit, np.empty(MR * NR, np.float32))
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def _shifted_parallel(panels, bias, x, offsets, y, lo, hi, threads):
+    items, msplit = _shifted_work(panels, offsets.size, y.shape[2], y.shape[0], threads)
+    for t in prange(threads):
+        tile = np.empty(MR * NR, np.float32)
+        _shifted_tiles(panels, bias, x, offsets, y, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, tile)
+
+
+@numba.njit(**_OPTIONS)
 def _work(panels, x, threads):
     """``(items, msplit)``: whole blocks of strips per item where there are enough, else panel shares too."""
     strips = (x.shape[2] + NR - 1) // NR
@@ -273,6 +341,15 @@ class Engine:
             _parallel(panels, bias, x, y, z, lo, hi, self.threads)
         else:
             _serial(panels, bias, x, y, z, lo, hi)
+
+    def shifted(self, panels, bias, x, offsets, y, lo=-np.inf, hi=np.inf) -> None:
+        """``y[b, :, j] = clip(w @ [x[b, o + j] for o in offsets] + bias, lo, hi)``: a GEMM whose
+        ``k``-th row is ``x[b]`` shifted by ``offsets[k]``; ``x`` has ``NR`` floats of slack at its end."""
+        lo, hi = np.float32(lo), np.float32(hi)
+        if self.threads > 1:
+            _shifted_parallel(panels, bias, x, offsets, y, lo, hi, self.threads)
+        else:
+            _shifted_serial(panels, bias, x, offsets, y, lo, hi)
 
     def after_fork(self) -> None:
         """GNU OpenMP cannot start threads in a forked child: run serially there."""

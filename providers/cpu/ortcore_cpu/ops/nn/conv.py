@@ -31,6 +31,7 @@ the compiled loops is fixed when it is created.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -75,6 +76,13 @@ class _Tiles:
             at = self.at.astype(dtype)
             cast = self._cast[dtype] = (np.kron(self.bt, self.bt).astype(dtype), at, np.ascontiguousarray(at.T))
         return cast
+
+    @functools.cached_property
+    def panels(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The GEMM engine's packing of ``bt (x) bt`` and ``at (x) at``: the whole input and output transforms."""
+        from ortcore_cpu.ops.nn import _gemm
+
+        return tuple(_gemm.pack(np.kron(a, a)[None].astype(np.float32), None) for a in (self.bt, self.at))
 
 
 _F2 = _Tiles(
@@ -143,6 +151,7 @@ class _Weights:
         self._tap_major: np.ndarray | None = None
         self._winograd: dict[int, np.ndarray] = {}
         self._panels: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
+        self._shifts: dict[tuple[int, int, tuple[int, ...]], np.ndarray] = {}
         self.depthwise = w.shape[1] == 1 and group > 1
         if self.depthwise:
             self.taps_last = np.ascontiguousarray(w.reshape(m, -1).T)  # [taps, M]
@@ -170,10 +179,26 @@ class _Weights:
 
             if what == "mat":
                 packed = _gemm.pack(self.mat, self.bias_vector)
-            else:
-                packed = _gemm.pack(self.tap_major if what == "tap_major" else self.winograd(tiles), None)
+            elif what == "tap_major":
+                packed = _gemm.pack(self.tap_major, None)
+            else:  # the bias goes to transformed element (1, 1), which adds it to every output of a tile
+                u = self.winograd(tiles)
+                bias = np.zeros(u.shape[:2], np.float32)
+                bias[tiles.n + 1] = self.bias_vector
+                packed = _gemm.pack(u, bias.reshape(-1))
             self._panels[key] = packed
         return packed
+
+    def shifts(self, plane: int, row: int, win: Window) -> np.ndarray:
+        """int64 ``[C/group * kh * kw]``: where each row of the implicit GEMM starts in a padded
+        image of ``plane`` floats per channel and ``row`` per row (:func:`_shifted_gemm`)."""
+        key = (plane, row, win.dilations)
+        offsets = self._shifts.get(key)
+        if offsets is None:
+            (kh, kw), (dh, dw) = self.shape[2:], win.dilations
+            taps = (np.arange(kh)[:, None] * dh * row + np.arange(kw) * dw).reshape(-1)
+            offsets = self._shifts[key] = (np.arange(self.shape[1])[:, None] * plane + taps).reshape(-1).astype(np.int64)
+        return offsets
 
     @property
     def tap_major(self) -> np.ndarray:
@@ -328,7 +353,7 @@ def _winograd_tiles(wp: _Weights, win: Window) -> _Tiles | None:
     return _F2 if h >= 128 and math.prod(-(-o // 2) for o in win.out) >= 49 else None
 
 
-def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, engine: Any = None) -> np.ndarray:
+def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.ndarray:
     """Conv 3x3 (stride 1) by Winograd F(m x m, 3x3), with the bias, in blocks of tile rows.
 
     Per block of tile rows: gather the overlapping ``n x n`` input tiles of a
@@ -364,8 +389,7 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, engine: A
     xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
     rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
     cap = rows * tw
-    # the engine reads V's rows in place: they must run along tiles
-    channels_inner = c >= 8 * tw and engine is None
+    channels_inner = c >= 8 * tw
     # chunks: of tile rows or channels for the input transform, output channels for the output one
     chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * (tw * c if channels_inner else cap)))
     chunk_out = max(1, min(m, _WINO_CHUNK_BYTES // (t * n * cap * size)))
@@ -396,11 +420,7 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, engine: A
                     np.copyto(d, as_strided(xp[c0:, t * r0 :], d.shape, (s1, s2, s0, t * s1, t * s2)))
                     np.matmul(kb, d.reshape(nn, -1), out=v[:, c0 * k : (c0 + cc) * k])
                 v = v.reshape(nn, c, k)
-            z = zbuf[: nn * m * k].reshape(nn, m, k)
-            if engine is None:
-                np.matmul(u, v, out=z)
-            else:
-                engine(*wp.panels("winograd", tiles), v, z)
+            z = np.matmul(u, v, out=zbuf[: nn * m * k].reshape(nn, m, k))
             if bias is not None:
                 z[n + 1] += bias
             zs = z.strides
@@ -415,6 +435,107 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, engine: A
                 for a in range(t):
                     dst = y[i, m0 : m0 + mc, t * r0 + a : t * (r0 + r) : t]
                     np.copyto(dst, yt[a, :, : dst.shape[1], :ow])
+    return y
+
+
+def _winograd_engine(
+    x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles, z: np.ndarray | None, act: _Activation | None, loops: _Loops
+) -> np.ndarray:
+    """float32 Winograd F(m x m, 3x3) on the GEMM engine, with the bias, Z and activation.
+
+    All three steps are engine GEMMs with weights packed once: the input
+    transform ``V = (B^T (x) B^T) D`` of the gathered tiles, the ``n*n``
+    products ``Z_k = U_k V_k`` (which add the bias to transformed element
+    (1, 1)), and the output transform ``(A^T (x) A^T) Z``, which gives each
+    tile's ``m*m`` outputs at once. One compiled pass
+    (:func:`._conv_loops.winograd_scatter`) then writes them into the
+    output rows, adding Z and activating. As on the numpy path, the
+    transforms run in chunks (of channels, then of output channels) whose
+    intermediates stay in cache.
+    """
+    nb, c = x.shape[:2]
+    m = wp.shape[0]
+    t, n = tiles.m, tiles.n
+    nn = n * n
+    oh, ow = win.out
+    th, tw = -(-oh // t), -(-ow // t)
+    size = x.itemsize
+    to_tiles, from_tiles = tiles.panels
+    u = wp.panels("winograd", tiles)
+    xp = np.empty((c, t * th + 2, t * tw + 2), dtype=x.dtype)
+    (bh, bw), (h, w) = win.begin, x.shape[2:]
+    h, w = min(h, xp.shape[1] - bh), min(w, xp.shape[2] - bw)
+    xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
+    rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
+    cap = rows * tw
+    chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * cap))
+    chunk_out = max(1, min(m, _WINO_CHUNK_BYTES // (nn * cap * size)))
+    dbuf = np.empty(nn * min(c, chunk_in) * cap, dtype=x.dtype)
+    vbuf = np.empty(nn * c * cap, dtype=x.dtype)
+    zbuf = np.empty(nn * m * cap, dtype=x.dtype)
+    ybuf = np.empty(t * t * chunk_out * cap, dtype=x.dtype)
+    y = np.empty((nb, m, oh, ow), dtype=x.dtype)
+    skip = _skip_input(z, y)
+    activation = (act or _IDENTITY).arguments(y.dtype)
+    s0, s1, s2 = xp.strides
+    for i in range(nb):
+        xp[:, bh : bh + h, bw : bw + w] = x[i, :, :h, :w]
+        for r0 in range(0, th, rows):
+            r = min(rows, th - r0)
+            k = r * tw
+            v = vbuf[: nn * c * k].reshape(nn, c * k)
+            for c0 in range(0, c, chunk_in):
+                cc = min(chunk_in, c - c0)
+                d = dbuf[: nn * cc * k].reshape(n, n, cc, r, tw)
+                np.copyto(d, as_strided(xp[c0:, t * r0 :], d.shape, (s1, s2, s0, t * s1, t * s2)))
+                loops.gemm(*to_tiles, d.reshape(1, nn, cc * k), v[None, :, c0 * k : (c0 + cc) * k])
+            products = zbuf[: nn * m * k].reshape(nn, m, k)
+            loops.gemm(*u, v.reshape(nn, c, k), products)
+            for m0 in range(0, m, chunk_out):
+                mc = min(chunk_out, m - m0)
+                yt = ybuf[: t * t * mc * k].reshape(1, t * t, mc * k)
+                loops.gemm(*from_tiles, products[:, m0 : m0 + mc].reshape(1, nn, mc * k), yt)
+                part = None if skip is None else skip[i, m0 : m0 + mc]
+                loops.winograd_scatter(yt.reshape(t, t, mc, r, tw), part, y[i, m0 : m0 + mc], t * r0, *activation)
+    return y
+
+
+def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | None, loops: _Loops) -> np.ndarray:
+    """2-D stride-1 float32 conv as one implicit GEMM on the engine: no im2col, no sums after it.
+
+    On the zero-padded image flattened per channel (rows of ``Wp`` =
+    output width + the kernel's reach), the input of tap ``(kh, kw)`` for
+    every output is the image shifted by ``kh*dh*Wp + kw*dw``, so row ``(c,
+    kh, kw)`` of the im2col matrix is a contiguous run of the padded
+    image at that offset. The engine reads those runs in place
+    (:meth:`._gemm.Engine.shifted`), computing ``Wp - OW`` extra columns
+    per output row, which are dropped when the product is copied out.
+    The bias and a clip (also Relu) are applied in the GEMM.
+    """
+    from ortcore_cpu.ops.nn._gemm import NR
+
+    n, c, h, w = x.shape
+    g = wp.group
+    (kh, kw), (dh, dw), (oh, ow) = win.kernel, win.dilations, win.out
+    hp, wpad = oh + (kh - 1) * dh, ow + (kw - 1) * dw
+    plane = hp * wpad
+    buf = np.empty(n * c * plane + (kw - 1) * dw + NR, np.float32)
+    xp = buf[: n * c * plane].reshape(n, c, hp, wpad)
+    (bh, bw) = win.begin
+    h, w = min(h, hp - bh), min(w, wpad - bw)
+    xp[:, :, :bh] = xp[:, :, bh + h :] = xp[:, :, :, :bw] = xp[:, :, :, bw + w :] = 0
+    xp[:, :, bh : bh + h, bw : bw + w] = x[:, :, :h, :w]
+    buf[n * c * plane :] = 0
+    offsets = wp.shifts(plane, wpad, win)
+    mg = wp.shape[0] // g
+    wide = np.empty((n * g, mg, oh * wpad), np.float32)
+    clips = act is None or act.code == _conv_loops.CLIP
+    clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
+    loops.gemm.shifted(*wp.panels(), buf[: n * c * plane].reshape(n * g, -1), offsets, wide, *clip)
+    y = np.empty((n, wp.shape[0], oh, ow), np.float32)
+    np.copyto(y, wide.reshape(n, wp.shape[0], oh, wpad)[..., :ow])
+    if not clips:
+        _epilogue(y, None, None, act, loops.epilogue)
     return y
 
 
@@ -592,27 +713,56 @@ def _conv(
         return y
     if wp.depthwise and loops is not None and x.ndim == 4 and min(win.begin) >= 0:
         return _depthwise_loop(x, wp, win, z, act, loops)
+    if not wp.depthwise and loops is not None and loops.gemm is not None and x.dtype == np.float32 and x.ndim == 4:
+        return _engine_conv(x, wp, win, z, act, loops)
     kn2row_loop = loops is not None and x.ndim == 4 and _use_kn2row(wp, win, compiled=True)
-    engine = None if loops is None or x.dtype != np.float32 else loops.gemm
     if wp.depthwise:
         y, bias_added = _depthwise(x, wp, win), False
     elif (tiles := _winograd_tiles(wp, win)) and not (kn2row_loop and _kn2row_beats_winograd(wp, tiles)):
-        y, bias_added = _winograd(x, wp, win, tiles, engine), True
+        y, bias_added = _winograd(x, wp, win, tiles), True
     elif kn2row_loop:
         return _kn2row_loop(x, wp, win, z, act, loops)
     elif _use_kn2row(wp, win, compiled=False):
         y, bias_added = _kn2row(x, wp, win), True
-    elif engine is not None:  # the engine adds the bias, Z and a clip; other activations follow
-        clips = act is None or act.code == _conv_loops.CLIP
-        clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
-        y = _im2col_gemm(x, wp, win, _Fused(engine, z, clip))[0].reshape(x.shape[0], wp.shape[0], *win.out)
-        if not clips:
-            _epilogue(y, None, None, act, loops.epilogue)
-        return y
     else:
         y, bias_added = _im2col_gemm(x, wp, win)
         y = y.reshape(x.shape[0], wp.shape[0], *win.out)
     _epilogue(y, None if bias_added else wp.bias, z, act, None if loops is None else loops.epilogue)
+    return y
+
+
+def _winograd_on_engine(wp: _Weights, tiles: _Tiles) -> bool:
+    """Whether Winograd ``tiles`` beats the engine's implicit GEMM (see :func:`_engine_conv`)."""
+    m, c = wp.shape[:2]
+    return tiles is _F2 or c * m / (c + m) >= 64
+
+
+def _engine_conv(
+    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loops: _Loops
+) -> np.ndarray:
+    """2-D float32 conv on the GEMM engine, by the path that was fastest for its shape.
+
+    Timed per layer (batch 1, the engine on 2 threads): Winograd F(4x4)
+    where its rule holds and ``h = C*M/(C+M) >= 64`` (28x28 128->128 0.78x
+    the implicit GEMM's time, VGG-19's 56x56 256->256 0.67x), F(2x2) where
+    its rule holds (14x14 512->512 0.77x); kn2row where there are at most
+    half as many outputs as inputs (DenseNet's 128->32: 0.8-1.0x); the
+    implicit GEMM for the other stride-1 convs without Z (0.5-0.75x of
+    kn2row or im2col on 13x13 to 56x56 images, SqueezeNet's and
+    Inception's 3x3 layers, 0.66x on 56x56 64->64); im2col otherwise.
+    """
+    tiles = _winograd_tiles(wp, win)
+    if tiles is not None and _winograd_on_engine(wp, tiles):
+        return _winograd_engine(x, wp, win, tiles, z, act, loops)
+    if _use_kn2row(wp, win, compiled=False):
+        return _kn2row_loop(x, wp, win, z, act, loops)
+    if z is None and all(s == 1 for s in win.strides) and math.prod(win.kernel) > 1 and min(win.begin) >= 0:
+        return _shifted_gemm(x, wp, win, act, loops)
+    clips = act is None or act.code == _conv_loops.CLIP
+    clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
+    y = _im2col_gemm(x, wp, win, _Fused(loops.gemm, z, clip))[0].reshape(x.shape[0], wp.shape[0], *win.out)
+    if not clips:
+        _epilogue(y, None, None, act, loops.epilogue)
     return y
 
 
@@ -673,12 +823,19 @@ class _Loops(NamedTuple):
     epilogue: Callable[..., None]
     tap_sum: Callable[..., None]
     depthwise_3x3: Callable[..., None]
+    winograd_scatter: Callable[..., None]
     gemm: Callable[..., None] | None  # the float32 GEMM engine (:mod:`._gemm`), None where it did not load
 
 
 def _compiled_loops() -> _Loops | None:
     """The conv loops compiled, or None where compiled loops are off."""
-    fns = (_conv_loops.depthwise, _conv_loops.epilogue, _conv_loops.tap_sum, _conv_loops.depthwise_3x3)
+    fns = (
+        _conv_loops.depthwise,
+        _conv_loops.epilogue,
+        _conv_loops.tap_sum,
+        _conv_loops.depthwise_3x3,
+        _conv_loops.winograd_scatter,
+    )
     loops = [jit.loop(fn) for fn in fns]
     return None if None in loops else _Loops(*loops, jit.gemm_engine())
 
