@@ -129,6 +129,27 @@ def test_gemm_beta_zero_ignores_c(constant):
     close(a.astype(np.float64) @ b, y, np.float32)
 
 
+@pytest.mark.parametrize("rows", [1, 4, 5])
+def test_gemm_constant_weights_few_rows(monkeypatch, rows):
+    """A fully connected layer: up to four rows times a constant B take the GEMM engine's GEMV (where it runs
+    in parallel), more rows numpy's BLAS; odd sizes, against float64."""
+    from ortcore_cpu.ops import math as math_ops
+
+    engine = math_ops._gemv_engine()
+    calls = []
+
+    class Spy:
+        def gemv(self, a, w):
+            calls.append(a.shape)
+            return engine.gemv(a, w)
+
+    monkeypatch.setattr(math_ops, "_gemv_engine", lambda: None if engine is None else Spy())
+    a, b, c = rand((rows, 1003)), rand((37, 1003)), rand((37,))
+    y = run("Gemm", [a, b, c], {"transB": 1, "alpha": 0.5}, opset=13, constant=(1, 2))
+    close(0.5 * a.astype(np.float64) @ b.T + c, y, np.float32, rtol=1e-4, atol=1e-4)
+    assert calls == ([(rows, 1003)] if engine is not None and rows <= 4 else [])
+
+
 def test_gemm_does_not_modify_inputs():
     a, b, c = rand((2, 3)), rand((3, 4)), rand((2, 4))
     keep = [v.copy() for v in (a, b, c)]

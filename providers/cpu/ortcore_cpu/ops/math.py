@@ -60,6 +60,18 @@ def _scaled(m: np.ndarray, factor: float) -> np.ndarray:
     return (m * factor).astype(m.dtype)
 
 
+# inputs of up to this many rows times a constant B take the GEMM engine's GEMV where it runs in parallel
+_GEMV_ROWS = 4
+
+
+def _gemv_engine() -> Any:
+    """The conv GEMM engine where it runs on several threads (numpy's BLAS then has one), else None."""
+    from ortcore_cpu import jit
+
+    engine = jit.gemm_engine()
+    return engine if engine is not None and engine.parallel else None
+
+
 def _make_gemm(ctx: Any, alpha: float, beta: float, trans_a: int, trans_b: int) -> Callable[..., np.ndarray]:
     """Gemm factory: a constant B is transposed, scaled by alpha and made contiguous once."""
     in_dtype = ctx.input_dtypes[0] if ctx.input_dtypes and ctx.input_dtypes[0] is not None else None
@@ -67,14 +79,18 @@ def _make_gemm(ctx: Any, alpha: float, beta: float, trans_a: int, trans_b: int) 
     dtype = _blas_dtype(in_dtype) if in_dtype is not None else None
     packed_b = packed_c = None
     if b_const is not None and dtype is not None and dtype.kind == "f":
-        packed_b = np.ascontiguousarray(_gemm_operand(b_const, trans_b, dtype) * dtype.type(alpha))
+        # B' stored as its transpose [N, K], C-contiguous: the rows that the engine's GEMV streams
+        packed_b = np.ascontiguousarray(_gemm_operand(b_const, 1 - trans_b, dtype) * dtype.type(alpha)).T
     if c_const is not None and beta != 0 and dtype is not None and dtype.kind == "f":
         packed_c = np.asarray(c_const, dtype=dtype) * dtype.type(beta)
+    engine = _gemv_engine() if packed_b is not None and dtype == np.float32 else None
 
     def run(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         cdt = _blas_dtype(a.dtype)
         aa = _gemm_operand(a, trans_a, cdt)
-        if packed_b is not None and packed_b.dtype == cdt:
+        if engine is not None and aa.shape[0] <= _GEMV_ROWS and cdt == np.float32:
+            y = engine.gemv(np.ascontiguousarray(aa), packed_b.T)
+        elif packed_b is not None and packed_b.dtype == cdt:
             y = np.matmul(aa, packed_b)
         else:
             y = _scaled(np.matmul(aa, _gemm_operand(b, trans_b, cdt)), alpha)

@@ -308,6 +308,28 @@ def _parallel(panels, bias, x, y, z, lo, hi, threads):
         _tiles(panels, bias, x, y, z, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, b_pad, z_pad, tile)
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath=True)
+def _gemv_rows(a, w, y, n0, n1):
+    """``y[:, n] = w[n] . a[r]`` for ``n`` in ``[n0, n1)``: dot products, each row of ``w`` read once
+    (the sums are reassociated into vector lanes)."""
+    rows, k = a.shape
+    for n in range(n0, n1):
+        wn = w[n]
+        for r in range(rows):
+            ar = a[r]
+            acc = np.float32(0)
+            for kk in range(k):
+                acc += wn[kk] * ar[kk]
+            y[r, n] = acc
+
+
+@numba.njit(parallel=True, **_OPTIONS)
+def _gemv_parallel(a, w, y, threads):
+    n = w.shape[0]
+    for t in prange(threads):
+        _gemv_rows(a, w, y, t * n // threads, (t + 1) * n // threads)
+
+
 def pack(w: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """``(panels [G, ceil(M/MR), K*MR], bias [G, ceil(M/MR)*MR])`` from ``w [G, M, K]`` and ``bias [G*M]``.
 
@@ -350,6 +372,16 @@ class Engine:
             _shifted_parallel(panels, bias, x, offsets, y, lo, hi, self.threads)
         else:
             _shifted_serial(panels, bias, x, offsets, y, lo, hi)
+
+    def gemv(self, a: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``a @ w.T`` for a few rows ``a [R, K]`` and ``w [N, K]`` (float32, C-contiguous): a memory-bound
+        product, split over the rows of ``w`` so that every thread streams its own share of it."""
+        y = np.empty((a.shape[0], w.shape[0]), np.float32)
+        if self.threads > 1:
+            _gemv_parallel(a, w, y, self.threads)
+        else:
+            _gemv_rows(a, w, y, 0, w.shape[0])
+        return y
 
     def after_fork(self) -> None:
         """GNU OpenMP cannot start threads in a forked child: run serially there."""
