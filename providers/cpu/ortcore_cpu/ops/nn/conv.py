@@ -27,6 +27,13 @@ After the GEMM paths, the bias (where the GEMM did not add it), Z and the
 activation are one compiled pass over the output (:func:`._conv_loops.epilogue`)
 with compiled loops on, else up to three numpy passes. Whether a kernel uses
 the compiled loops is fixed when it is created.
+
+With compiled loops on, 2-D float32 convs that are not depthwise run on the
+GEMM engine (:mod:`._gemm`) instead of numpy's BLAS, which adds the bias, Z
+and a clip to each tile of its products (:func:`_engine_conv`): Winograd
+with every transform an engine GEMM, kn2row, an implicit GEMM for the other
+stride-1 convs (:func:`_shifted_gemm`: no im2col, the padded image read in
+place), and im2col for the rest.
 """
 
 from __future__ import annotations
@@ -170,8 +177,8 @@ class _Weights:
         return u
 
     def panels(self, what: str = "mat", tiles: _Tiles | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The GEMM engine's packing (:func:`._gemm.pack`) of ``mat`` with the bias, or of
-        ``tap_major`` or the Winograd weights of ``tiles`` without it; packed once."""
+        """The GEMM engine's packing (:func:`._gemm.pack`) of ``mat`` with the bias, of ``tap_major``
+        without it, or of the Winograd weights of ``tiles`` with the bias on element (1, 1); packed once."""
         key = (what, None if tiles is None else tiles.m)
         packed = self._panels.get(key)
         if packed is None:
