@@ -132,7 +132,7 @@ def test_gemm_beta_zero_ignores_c(constant):
 @pytest.mark.parametrize("rows", [1, 4, 5])
 def test_gemm_constant_weights_few_rows(monkeypatch, rows):
     """A fully connected layer: up to four rows times a constant B take the GEMM engine's GEMV (where it runs
-    in parallel), more rows numpy's BLAS; odd sizes, against float64."""
+    in parallel), more rows its GEMM; odd sizes, against float64."""
     from ortcore_cpu.ops import math as math_ops
 
     engine = math_ops._gemv_engine()
@@ -140,14 +140,36 @@ def test_gemm_constant_weights_few_rows(monkeypatch, rows):
 
     class Spy:
         def gemv(self, a, w):
-            calls.append(a.shape)
+            calls.append(("gemv", a.shape))
             return engine.gemv(a, w)
+
+        def __call__(self, panels, bias, x, y):
+            calls.append(("gemm", x.shape))
+            return engine(panels, bias, x, y)
 
     monkeypatch.setattr(math_ops, "_gemv_engine", lambda: None if engine is None else Spy())
     a, b, c = rand((rows, 1003)), rand((37, 1003)), rand((37,))
     y = run("Gemm", [a, b, c], {"transB": 1, "alpha": 0.5}, opset=13, constant=(1, 2))
     close(0.5 * a.astype(np.float64) @ b.T + c, y, np.float32, rtol=1e-4, atol=1e-4)
-    assert calls == ([(rows, 1003)] if engine is not None and rows <= 4 else [])
+    expected = [("gemv", (rows, 1003))] if rows <= 4 else [("gemm", (1, 1003, rows))]
+    assert calls == (expected if engine is not None else [])
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+@pytest.mark.parametrize("a_shape", [(3, 1003), (37, 1003), (2, 5, 1003)])
+def test_constant_weights_on_the_engine(op, a_shape):
+    """A constant float32 B runs on the GEMM engine (GEMV for up to four rows, its GEMM for more), odd sizes,
+    against float64; Gemm's alpha, beta and transB fold into its packing."""
+    if op == "Gemm" and len(a_shape) > 2:
+        pytest.skip("Gemm's A is 2-D")
+    a, b, c = rand(a_shape), rand((1003, 37)), rand((37,))
+    if op == "Gemm":
+        y = run("Gemm", [a, b.T.copy(), c], {"transB": 1, "alpha": 0.5, "beta": 2.0}, opset=13, constant=(1, 2))
+        expected = 0.5 * a.astype(np.float64) @ b + 2.0 * c
+    else:
+        y = run("MatMul", [a, b], opset=13, constant=(1,))
+        expected = a.astype(np.float64) @ b
+    close(expected, y, np.float32, rtol=1e-4, atol=1e-4)
 
 
 def test_gemm_does_not_modify_inputs():

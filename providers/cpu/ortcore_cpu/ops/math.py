@@ -38,12 +38,71 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.matmul(a.astype(dtype), b.astype(dtype))).astype(a.dtype)
 
 
-@kernel("MatMul", since=1, dtypes=_MATMUL_TYPES)
-@kernel("MatMul", since=9, dtypes=_MATMUL_TYPES)
-@kernel("MatMul", since=13, dtypes=_MATMUL_TYPES)
-def matmul(a: np.ndarray, b: np.ndarray, /) -> np.ndarray:
-    """MatMul: numpy.matmul semantics (1-D operands promoted, batch dims broadcast)."""
-    return _matmul(a, b)
+# inputs of up to this many rows times a constant B take the GEMM engine's GEMV, more its GEMM
+_GEMV_ROWS = 4
+
+
+def _gemv_engine() -> Any:
+    """The conv GEMM engine where it runs on several threads (numpy's BLAS then has one), else None."""
+    from ortcore_cpu import jit
+
+    engine = jit.gemm_engine()
+    return engine if engine is not None and engine.parallel else None
+
+
+class _ConstantB:
+    """A constant float32 ``B [K, N]`` for the GEMM engine: ``w = B^T [N, K]`` C-contiguous, the rows its
+    GEMV streams, and (packed on first use) the engine's panels of ``w`` for inputs of many rows."""
+
+    def __init__(self, engine: Any, w: np.ndarray) -> None:
+        self.engine, self.w = engine, w
+        self._panels: tuple[np.ndarray, np.ndarray] | None = None
+
+    def product(self, a: np.ndarray) -> np.ndarray:
+        """``a @ B`` for float32 ``a [..., K]``."""
+        rows = a.reshape(-1, a.shape[-1])
+        if rows.shape[0] <= _GEMV_ROWS:
+            y = self.engine.gemv(np.ascontiguousarray(rows), self.w)
+        else:  # y^T = w @ a^T: the engine's GEMM, B^T as its packed weights
+            if self._panels is None:
+                from ortcore_cpu.ops.nn import _gemm
+
+                self._panels = _gemm.pack(self.w[None], None)
+            yt = np.empty((1, self.w.shape[0], rows.shape[0]), np.float32)
+            self.engine(*self._panels, np.ascontiguousarray(rows.T)[None], yt)
+            y = np.ascontiguousarray(yt[0].T)
+        return y.reshape(*a.shape[:-1], self.w.shape[0])
+
+
+def _constant_b(ctx: Any) -> _ConstantB | None:
+    """A constant 2-D float32 B of a product, ready for the engine where it runs in parallel, else None."""
+    b = ctx.constants.get(1)
+    in_dtype = ctx.input_dtypes[0] if ctx.input_dtypes else None
+    if b is None or b.ndim != 2 or in_dtype is None or _blas_dtype(in_dtype) != np.float32:
+        return None
+    engine = _gemv_engine()
+    return None if engine is None else _ConstantB(engine, np.ascontiguousarray(np.asarray(b, np.float32).T))
+
+
+@kernel("MatMul", since=1, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("MatMul", since=9, dtypes=_MATMUL_TYPES, factory=True)
+@kernel("MatMul", since=13, dtypes=_MATMUL_TYPES, factory=True)
+def make_matmul(ctx: Any) -> Callable[..., np.ndarray]:
+    """MatMul: numpy.matmul semantics (1-D operands promoted, batch dims broadcast).
+
+    A constant 2-D float32 B times an input of 2 or more dimensions runs on the GEMM engine
+    where it runs in parallel (numpy's BLAS then has one thread).
+    """
+    constant = _constant_b(ctx)
+    if constant is None:
+        return _matmul
+
+    def run(a: np.ndarray, b: np.ndarray, /) -> np.ndarray:
+        if a.ndim >= 2 and a.dtype == np.float32 and a.shape[-1] == constant.w.shape[1]:
+            return constant.product(a)
+        return _matmul(a, b)
+
+    return run
 
 
 def _gemm_operand(m: np.ndarray, trans: int, dtype: np.dtype) -> np.ndarray:
@@ -60,18 +119,6 @@ def _scaled(m: np.ndarray, factor: float) -> np.ndarray:
     return (m * factor).astype(m.dtype)
 
 
-# inputs of up to this many rows times a constant B take the GEMM engine's GEMV where it runs in parallel
-_GEMV_ROWS = 4
-
-
-def _gemv_engine() -> Any:
-    """The conv GEMM engine where it runs on several threads (numpy's BLAS then has one), else None."""
-    from ortcore_cpu import jit
-
-    engine = jit.gemm_engine()
-    return engine if engine is not None and engine.parallel else None
-
-
 def _make_gemm(ctx: Any, alpha: float, beta: float, trans_a: int, trans_b: int) -> Callable[..., np.ndarray]:
     """Gemm factory: a constant B is transposed, scaled by alpha and made contiguous once."""
     in_dtype = ctx.input_dtypes[0] if ctx.input_dtypes and ctx.input_dtypes[0] is not None else None
@@ -84,12 +131,13 @@ def _make_gemm(ctx: Any, alpha: float, beta: float, trans_a: int, trans_b: int) 
     if c_const is not None and beta != 0 and dtype is not None and dtype.kind == "f":
         packed_c = np.asarray(c_const, dtype=dtype) * dtype.type(beta)
     engine = _gemv_engine() if packed_b is not None and dtype == np.float32 else None
+    constant = None if engine is None else _ConstantB(engine, packed_b.T)
 
     def run(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         cdt = _blas_dtype(a.dtype)
         aa = _gemm_operand(a, trans_a, cdt)
-        if engine is not None and aa.shape[0] <= _GEMV_ROWS and cdt == np.float32:
-            y = engine.gemv(np.ascontiguousarray(aa), packed_b.T)
+        if constant is not None and cdt == np.float32:
+            y = constant.product(aa)
         elif packed_b is not None and packed_b.dtype == cdt:
             y = np.matmul(aa, packed_b)
         else:
