@@ -160,6 +160,21 @@ def _block_strips(k):
 
 
 @numba.njit(**_OPTIONS)
+def _strips(k, n):
+    """``(strips, strips per block, blocks)`` of ``n`` columns, ``k`` rows deep."""
+    strips = (n + NR - 1) // NR
+    per_block = _block_strips(k)
+    return strips, per_block, (strips + per_block - 1) // per_block
+
+
+@numba.njit(**_OPTIONS)
+def _item(item, msplit, blocks, groups):
+    """``(share of the panels, block of strips, matrix, its group)`` of work item ``item``."""
+    mat = item // msplit // blocks
+    return item % msplit, item // msplit % blocks, mat, mat % groups
+
+
+@numba.njit(**_OPTIONS)
 def _tiles(panels, bias, x, y, z, lo, hi, item0, item1, msplit, b_pad, z_pad, tile):
     """Tiles of work items ``[item0, item1)``: an item is (matrix, block of column strips, share of the panels).
 
@@ -168,17 +183,12 @@ def _tiles(panels, bias, x, y, z, lo, hi, item0, item1, msplit, b_pad, z_pad, ti
     groups, mp = panels.shape[0], panels.shape[1]
     k, n = x.shape[1], x.shape[2]
     m = y.shape[1]
-    strips = (n + NR - 1) // NR
-    per_block = _block_strips(k)
-    blocks = (strips + per_block - 1) // per_block
+    strips, per_block, blocks = _strips(k, n)
     sx0, sx1 = x.strides[0] // 4, x.strides[1] // 4
     sy0, sy1 = y.strides[0] // 4, y.strides[1] // 4
     sz0, sz1 = (0, 0) if z is None else (z.strides[0] // 4, z.strides[1] // 4)
     for item in range(item0, item1):
-        share = item % msplit
-        block = item // msplit % blocks
-        mat = item // msplit // blocks
-        g = mat % groups
+        share, block, mat, g = _item(item, msplit, blocks, groups)
         a = panels[g].reshape(-1)
         s0, s1 = block * per_block, min(strips, (block + 1) * per_block)
         last = n - (strips - 1) * NR  # columns in the last strip
@@ -228,16 +238,11 @@ def _shifted_tiles(panels, bias, x, offsets, y, lo, hi, item0, item1, msplit, ti
     groups, mp = panels.shape[0], panels.shape[1]
     k = offsets.size
     m, n = y.shape[1], y.shape[2]
-    strips = (n + NR - 1) // NR
-    per_block = _block_strips(k)
-    blocks = (strips + per_block - 1) // per_block
+    strips, per_block, blocks = _strips(k, n)
     sx0 = x.strides[0] // 4
     sy0, sy1 = y.strides[0] // 4, y.strides[1] // 4
     for item in range(item0, item1):
-        share = item % msplit
-        block = item // msplit % blocks
-        mat = item // msplit // blocks
-        g = mat % groups
+        share, block, mat, g = _item(item, msplit, blocks, groups)
         a = panels[g].reshape(-1)
         for p in range(share * mp // msplit, (share + 1) * mp // msplit):
             rows = min(MR, m - p * MR)
@@ -256,34 +261,23 @@ def _shifted_tiles(panels, bias, x, offsets, y, lo, hi, item0, item1, msplit, ti
 
 
 @numba.njit(**_OPTIONS)
-def _shifted_work(panels, k, n, b, threads):
-    strips = (n + NR - 1) // NR
-    per_block = _block_strips(k)
-    blocks = b * ((strips + per_block - 1) // per_block)
-    msplit = 1 if blocks >= 4 * threads or threads == 1 else min(threads, panels.shape[1])
-    return blocks * msplit, msplit
-
-
-@numba.njit(**_OPTIONS)
 def _shifted_serial(panels, bias, x, offsets, y, lo, hi):
-    items, msplit = _shifted_work(panels, offsets.size, y.shape[2], y.shape[0], 1)
+    items, msplit = _work(panels, offsets.size, y.shape[2], y.shape[0], 1)
     _shifted_tiles(panels, bias, x, offsets, y, lo, hi, 0, items, msplit, np.empty(MR * NR, np.float32))
 
 
 @numba.njit(parallel=True, **_OPTIONS)
 def _shifted_parallel(panels, bias, x, offsets, y, lo, hi, threads):
-    items, msplit = _shifted_work(panels, offsets.size, y.shape[2], y.shape[0], threads)
+    items, msplit = _work(panels, offsets.size, y.shape[2], y.shape[0], threads)
     for t in prange(threads):
         tile = np.empty(MR * NR, np.float32)
         _shifted_tiles(panels, bias, x, offsets, y, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, tile)
 
 
 @numba.njit(**_OPTIONS)
-def _work(panels, x, threads):
+def _work(panels, k, n, matrices, threads):
     """``(items, msplit)``: whole blocks of strips per item where there are enough, else panel shares too."""
-    strips = (x.shape[2] + NR - 1) // NR
-    per_block = _block_strips(x.shape[1])
-    blocks = x.shape[0] * ((strips + per_block - 1) // per_block)
+    blocks = matrices * _strips(k, n)[2]
     msplit = 1 if blocks >= 4 * threads or threads == 1 else min(threads, panels.shape[1])
     return blocks * msplit, msplit
 
@@ -295,14 +289,14 @@ def _buffers(k, with_z):
 
 @numba.njit(**_OPTIONS)
 def _serial(panels, bias, x, y, z, lo, hi):
-    items, msplit = _work(panels, x, 1)
+    items, msplit = _work(panels, x.shape[1], x.shape[2], x.shape[0], 1)
     b_pad, z_pad, tile = _buffers(x.shape[1], z is not None)
     _tiles(panels, bias, x, y, z, lo, hi, 0, items, msplit, b_pad, z_pad, tile)
 
 
 @numba.njit(parallel=True, **_OPTIONS)
 def _parallel(panels, bias, x, y, z, lo, hi, threads):
-    items, msplit = _work(panels, x, threads)
+    items, msplit = _work(panels, x.shape[1], x.shape[2], x.shape[0], threads)
     for t in prange(threads):
         b_pad, z_pad, tile = _buffers(x.shape[1], z is not None)
         _tiles(panels, bias, x, y, z, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, b_pad, z_pad, tile)
@@ -348,6 +342,8 @@ def pack(w: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
 
 class Engine:
     """Runs packed GEMMs on ``threads`` threads (one: no parallel region at all)."""
+
+    columns = NR  # the widest strip of columns a tile reads: the slack :meth:`shifted` needs
 
     def __init__(self, parallel: bool) -> None:
         self.parallel = parallel

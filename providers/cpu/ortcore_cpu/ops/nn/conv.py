@@ -360,6 +360,41 @@ def _winograd_tiles(wp: _Weights, win: Window) -> _Tiles | None:
     return _F2 if h >= 128 and math.prod(-(-o // 2) for o in win.out) >= 49 else None
 
 
+def _into_frame(xp: np.ndarray, x: np.ndarray, begin: tuple[int, int]) -> None:
+    """Copy the image ``x`` into the zero-padded frame ``xp`` at ``begin`` (rows, columns), cropping what
+    does not fit, and zero the frame's borders."""
+    (bh, bw), (h, w) = begin, x.shape[-2:]
+    h, w = min(h, xp.shape[-2] - bh), min(w, xp.shape[-1] - bw)
+    xp[..., :bh, :] = xp[..., bh + h :, :] = xp[..., :bw] = xp[..., bw + w :] = 0
+    xp[..., bh : bh + h, bw : bw + w] = x[..., :h, :w]
+
+
+class _WinoGrid(NamedTuple):
+    """One Winograd conv's tiling: sizes, tile rows per block, and the padded frame of one image."""
+
+    images: int
+    channels: int
+    outputs: int
+    m: int  # outputs per tile side
+    n: int  # inputs per tile side
+    nn: int
+    out: tuple[int, int]
+    tiles: tuple[int, int]  # tile rows and columns
+    rows: int  # tile rows per block
+    cap: int  # tiles per block
+    frame: np.ndarray  # [C, m * tile rows + 2, m * tile columns + 2]: exactly the tiles
+
+
+def _wino_grid(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> _WinoGrid:
+    nb, c = x.shape[:2]
+    t, n = tiles.m, tiles.n
+    oh, ow = win.out
+    th, tw = -(-oh // t), -(-ow // t)
+    rows = max(1, min(th, _WINO_BLOCK_BYTES // (n * n * c * tw * x.itemsize)))
+    frame = np.empty((c, t * th + 2, t * tw + 2), dtype=x.dtype)
+    return _WinoGrid(nb, c, wp.shape[0], t, n, n * n, (oh, ow), (th, tw), rows, rows * tw, frame)
+
+
 def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.ndarray:
     """Conv 3x3 (stride 1) by Winograd F(m x m, 3x3), with the bias, in blocks of tile rows.
 
@@ -379,23 +414,11 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.nda
     and 28x28 images with 128-512 channels, while the whole conv got slower
     that way at 56x56 64->64.
     """
-    nb, c = x.shape[:2]
-    m = wp.shape[0]
-    t, n = tiles.m, tiles.n
-    nn = n * n
-    oh, ow = win.out
-    th, tw = -(-oh // t), -(-ow // t)
+    nb, c, m, t, n, nn, (oh, ow), (th, tw), rows, cap, xp = _wino_grid(x, wp, win, tiles)
     dt, size = x.dtype, x.itemsize
     kb, at, att = tiles.transforms(dt)
     u = wp.winograd(tiles)
     bias = None if wp.bias is None else wp.bias.reshape(m, 1)
-    # the padded input holds exactly the tiles; its borders are zeroed once per call
-    xp = np.empty((c, t * th + 2, t * tw + 2), dtype=dt)
-    (bh, bw), (h, w) = win.begin, x.shape[2:]
-    h, w = min(h, xp.shape[1] - bh), min(w, xp.shape[2] - bw)
-    xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
-    rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
-    cap = rows * tw
     channels_inner = c >= 8 * tw
     # chunks: of tile rows or channels for the input transform, output channels for the output one
     chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * (tw * c if channels_inner else cap)))
@@ -408,7 +431,7 @@ def _winograd(x: np.ndarray, wp: _Weights, win: Window, tiles: _Tiles) -> np.nda
     y = np.empty((nb, m, oh, ow), dtype=dt)
     s0, s1, s2 = xp.strides
     for i in range(nb):
-        xp[:, bh : bh + h, bw : bw + w] = x[i, :, :h, :w]
+        _into_frame(xp, x[i], win.begin)
         for r0 in range(0, th, rows):
             r = min(rows, th - r0)
             k = r * tw
@@ -460,21 +483,10 @@ def _winograd_engine(
     transforms run in chunks (of channels, then of output channels) whose
     intermediates stay in cache.
     """
-    nb, c = x.shape[:2]
-    m = wp.shape[0]
-    t, n = tiles.m, tiles.n
-    nn = n * n
-    oh, ow = win.out
-    th, tw = -(-oh // t), -(-ow // t)
+    nb, c, m, t, n, nn, (oh, ow), (th, tw), rows, cap, xp = _wino_grid(x, wp, win, tiles)
     size = x.itemsize
     to_tiles, from_tiles = tiles.panels
     u = wp.panels("winograd", tiles)
-    xp = np.empty((c, t * th + 2, t * tw + 2), dtype=x.dtype)
-    (bh, bw), (h, w) = win.begin, x.shape[2:]
-    h, w = min(h, xp.shape[1] - bh), min(w, xp.shape[2] - bw)
-    xp[:, :bh] = xp[:, bh + h :] = xp[:, :, :bw] = xp[:, :, bw + w :] = 0
-    rows = max(1, min(th, _WINO_BLOCK_BYTES // (nn * c * tw * size)))
-    cap = rows * tw
     chunk_in = max(1, _WINO_CHUNK_BYTES // (nn * size * cap))
     chunk_out = max(1, min(m, _WINO_CHUNK_BYTES // (nn * cap * size)))
     dbuf = np.empty(nn * min(c, chunk_in) * cap, dtype=x.dtype)
@@ -486,7 +498,7 @@ def _winograd_engine(
     activation = (act or _IDENTITY).arguments(y.dtype)
     s0, s1, s2 = xp.strides
     for i in range(nb):
-        xp[:, bh : bh + h, bw : bw + w] = x[i, :, :h, :w]
+        _into_frame(xp, x[i], win.begin)
         for r0 in range(0, th, rows):
             r = min(rows, th - r0)
             k = r * tw
@@ -507,6 +519,13 @@ def _winograd_engine(
     return y
 
 
+def _engine_clip(act: _Activation | None) -> tuple[bool, tuple[float, float]]:
+    """``(clips, (lo, hi))``: whether the GEMM engine applies all of ``act`` (none, Relu or Clip), and the
+    clip it applies to each tile; other activations take a pass after it."""
+    clips = act is None or act.code == _conv_loops.CLIP
+    return clips, ((-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi))
+
+
 def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | None, loops: _Loops) -> np.ndarray:
     """2-D stride-1 float32 conv as one implicit GEMM on the engine: no im2col, no sums after it.
 
@@ -519,25 +538,18 @@ def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | N
     per output row, which are dropped when the product is copied out.
     The bias and a clip (also Relu) are applied in the GEMM.
     """
-    from ortcore_cpu.ops.nn._gemm import NR
-
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     g = wp.group
     (kh, kw), (dh, dw), (oh, ow) = win.kernel, win.dilations, win.out
     hp, wpad = oh + (kh - 1) * dh, ow + (kw - 1) * dw
     plane = hp * wpad
-    buf = np.empty(n * c * plane + (kw - 1) * dw + NR, np.float32)
-    xp = buf[: n * c * plane].reshape(n, c, hp, wpad)
-    (bh, bw) = win.begin
-    h, w = min(h, hp - bh), min(w, wpad - bw)
-    xp[:, :, :bh] = xp[:, :, bh + h :] = xp[:, :, :, :bw] = xp[:, :, :, bw + w :] = 0
-    xp[:, :, bh : bh + h, bw : bw + w] = x[:, :, :h, :w]
+    buf = np.empty(n * c * plane + (kw - 1) * dw + loops.gemm.columns, np.float32)
+    _into_frame(buf[: n * c * plane].reshape(n, c, hp, wpad), x, win.begin)
     buf[n * c * plane :] = 0
     offsets = wp.shifts(plane, wpad, win)
     mg = wp.shape[0] // g
     wide = np.empty((n * g, mg, oh * wpad), np.float32)
-    clips = act is None or act.code == _conv_loops.CLIP
-    clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
+    clips, clip = _engine_clip(act)
     loops.gemm.shifted(*wp.panels(), buf[: n * c * plane].reshape(n * g, -1), offsets, wide, *clip)
     y = np.empty((n, wp.shape[0], oh, ow), np.float32)
     np.copyto(y, wide.reshape(n, wp.shape[0], oh, wpad)[..., :ow])
@@ -765,8 +777,7 @@ def _engine_conv(
         return _kn2row_loop(x, wp, win, z, act, loops)
     if z is None and all(s == 1 for s in win.strides) and math.prod(win.kernel) > 1 and min(win.begin) >= 0:
         return _shifted_gemm(x, wp, win, act, loops)
-    clips = act is None or act.code == _conv_loops.CLIP
-    clip = (-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi)
+    clips, clip = _engine_clip(act)
     y = _im2col_gemm(x, wp, win, _Fused(loops.gemm, z, clip))[0].reshape(x.shape[0], wp.shape[0], *win.out)
     if not clips:
         _epilogue(y, None, None, act, loops.epilogue)
