@@ -7,20 +7,26 @@ skip input and a clip (which is also Relu) are applied to each tile of the
 product while it is still in registers, so the conv paths need no second
 pass over their output.
 
-The micro-kernel computes an ``MR x NR`` tile of the product over the whole
-K with ``MR * NV`` vector accumulators; it is written in LLVM IR through a
-numba intrinsic (numba's own loops do not vectorise that way) and compiled
+The micro-kernel computes an ``MR x NR`` tile of the product over a chunk
+of K with ``MR * NV`` vector accumulators; it is written in LLVM IR through
+a numba intrinsic (numba's own loops do not vectorise that way) and compiled
 for the host's vector width. The weights are packed in panels of ``MR``
-rows, k-major; the activations are read in place, ``NR`` columns of
-``K`` rows at a time.
+rows, k-major. The activations are packed per call, a block at a time:
+strips of ``NR`` columns, ``KC`` rows deep at most, copied contiguous into
+a buffer that stays in L2, so the micro-kernel streams them in order
+(reading the strided rows in place cost up to a third of the speed on
+large K or N: one page and two cache lines per row). A K deeper than
+``KC`` goes in chunks that add up in ``y``; the bias, skip input and clip
+come with the last.
 
-The work is split over columns (or over weight panels when there are few
-columns) into one contiguous range per thread, in one numba ``prange`` with
-the OpenMP or TBB threading layer: about 3 µs to start, against about 30 µs
-for a hand-off between Python threads. numpy's BLAS must then run on one
-thread (the CPU provider sees to it), or its spinning workers and these
-threads take each other's cores: a GEMM here took 5 ms instead of 0.6 ms
-right after a two-thread OpenBLAS call.
+Each thread takes a contiguous range of column strips, or of weight panels
+where there are too few strips (whichever leaves the busiest thread the
+fewest tiles), in one numba ``prange`` with the OpenMP or TBB threading
+layer: about 3 µs to start, against about 30 µs for a hand-off between
+Python threads. numpy's BLAS must then run on one thread (the CPU provider
+sees to it), or its spinning workers and these threads take each other's
+cores: a GEMM here took 5 ms instead of 0.6 ms right after a two-thread
+OpenBLAS call.
 
 This module imports numba; :mod:`ortcore_cpu.jit` loads it only where
 compiled loops are on.
@@ -47,6 +53,8 @@ _FEATURES = llvm_binding.get_host_cpu_features()
 W = 16 if _FEATURES.get("avx512f", False) else 8
 MR, NV = 6, 2  # rows and vectors per row of a tile: 12 accumulators
 NR = W * NV
+KC = 512  # the deepest K chunk: a panel's chunk (12 KiB) stays in L1 next to the strip streaming past it
+BLOCK = 1 << 18  # bytes of packed strips per block: a quarter of a 1 MiB L2
 
 _OPTIONS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract"})
 
@@ -153,153 +161,163 @@ def _micro(typingctx, a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bia
     return sig, codegen
 
 
-@numba.njit(**_OPTIONS)
-def _block_strips(k):
-    """Column strips per block: a block of ``x`` (``k`` rows) stays in half of a 1 MiB L2."""
-    return max(1, (1 << 19) // (k * NR * 4))
+def _address(context, builder, kinds, args, array, offset):
+    """A byte pointer to element ``args[offset]`` of array ``args[array]``."""
+    base = context.make_array(kinds[array])(context, builder, args[array]).data
+    element = builder.gep(base, [context.cast(builder, args[offset], kinds[offset], types.int64)])
+    return builder.bitcast(element, ir.IntType(8).as_pointer())
+
+
+@intrinsic
+def _copy(typingctx, dst, dst_off, src, src_off, n):
+    """``dst[dst_off:][:n] = src[src_off:][:n]`` (float32, flat offsets from each array's first element):
+    a memcpy, which LLVM unrolls into vector moves where ``n`` is a constant."""
+    sig = types.void(dst, dst_off, src, src_off, n)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        size = builder.mul(context.cast(builder, args[4], kinds[4], types.int64), ir.Constant(ir.IntType(64), 4))
+        target, source = _address(context, builder, kinds, args, 0, 1), _address(context, builder, kinds, args, 2, 3)
+        cgutils.raw_memcpy(builder, target, source, size, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @numba.njit(**_OPTIONS)
-def _strips(k, n):
-    """``(strips, strips per block, blocks)`` of ``n`` columns, ``k`` rows deep."""
-    strips = (n + NR - 1) // NR
-    per_block = _block_strips(k)
-    return strips, per_block, (strips + per_block - 1) // per_block
+def _geometry(k):
+    """``(kc, strips per block)``: the depth of a K chunk (the whole K up to ``KC``, else even chunks of at
+    most ``KC``) and how many packed strips of it fill a block of ``BLOCK`` bytes."""
+    chunks = (k + KC - 1) // KC
+    kc = (k + chunks - 1) // chunks
+    return kc, max(1, BLOCK // (kc * NR * 4))
 
 
 @numba.njit(**_OPTIONS)
-def _item(item, msplit, blocks, groups):
-    """``(share of the panels, block of strips, matrix, its group)`` of work item ``item``."""
-    mat = item // msplit // blocks
-    return item % msplit, item // msplit % blocks, mat, mat % groups
+def _split(units, panels, threads):
+    """``(column shares, panel shares)``, their product ``threads``: the split that gives the busiest thread
+    the fewest tiles (columns first where it ties, so that no two threads pack the same strips)."""
+    best, fewest = threads, -1
+    for column_shares in range(threads, 0, -1):
+        if threads % column_shares == 0:
+            panel_shares = threads // column_shares
+            tiles = -(-units // column_shares) * -(-panels // panel_shares)
+            if fewest < 0 or tiles < fewest:
+                best, fewest = column_shares, tiles
+    return best, threads // best
 
 
 @numba.njit(**_OPTIONS)
-def _tiles(panels, bias, x, y, z, lo, hi, item0, item1, msplit, b_pad, z_pad, tile):
-    """Tiles of work items ``[item0, item1)``: an item is (matrix, block of column strips, share of the panels).
+def _pack(x, rows, mat, k0, kc, j0, cols, buf):
+    """Rows ``[k0, k0 + kc)`` of columns ``[j0, j0 + cols)`` of matrix ``mat`` into ``buf``: strip after strip
+    of ``NR`` columns, each ``kc`` rows of ``NR`` floats (the last strip zero-filled past ``cols``).
 
-    Within an item each weight panel (in L1) meets every strip of the block (in L2) in turn.
+    Row ``kk`` of ``x[B, K, N]`` (``rows`` None) starts at its row stride; of ``x[B, L]`` at ``rows[kk]``.
+    """
+    sx0 = x.strides[0] // 4
+    sx1 = x.strides[1] // 4 if rows is None else 0
+    for s in range((cols + NR - 1) // NR):
+        width = min(NR, cols - s * NR)
+        base = s * kc * NR
+        for kk in range(kc):
+            start = mat * sx0 + j0 + s * NR + ((k0 + kk) * sx1 if rows is None else rows[k0 + kk])
+            _copy(buf, base + kk * NR, x, start, width)
+            for j in range(width, NR):
+                buf[base + kk * NR + j] = 0
+
+
+@numba.njit(**_OPTIONS)
+def _pad(src, mat, i0, j0, height, width, tile):
+    """``tile[:height, :width]`` (rows of ``NR``) = ``src[mat, i0:][:height, j0:][:, :width]``."""
+    for i in range(height):
+        for j in range(width):
+            tile[i * NR + j] = src[mat, i0 + i, j0 + j]
+
+
+@numba.njit(**_OPTIONS)
+def _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile, z_pad):
+    """Thread ``share`` (of ``shares = (column shares, panel shares)``) of ``y = clip(w @ x + bias (+ z))``.
+
+    The thread's columns go by blocks of strips; each block by K chunks, packed (:func:`_pack`) once,
+    then every weight panel of the thread's share meets every strip of the block. A chunk before the
+    last stores its partial sums in ``y`` and the next adds them back as its skip input (the first adds
+    ``z``); only the last adds the bias and clips.
     """
     groups, mp = panels.shape[0], panels.shape[1]
-    k, n = x.shape[1], x.shape[2]
-    m = y.shape[1]
-    strips, per_block, blocks = _strips(k, n)
-    sx0, sx1 = x.strides[0] // 4, x.strides[1] // 4
+    b, m, n = y.shape
+    k = panels.shape[2] // MR
+    kc_max, per_block = _geometry(k)
+    strips = (n + NR - 1) // NR
+    units = b * strips
+    column_share, panel_share = share // shares[1], share % shares[1]
+    u, u1 = column_share * units // shares[0], (column_share + 1) * units // shares[0]
+    p0, p1 = panel_share * mp // shares[1], (panel_share + 1) * mp // shares[1]
     sy0, sy1 = y.strides[0] // 4, y.strides[1] // 4
     sz0, sz1 = (0, 0) if z is None else (z.strides[0] // 4, z.strides[1] // 4)
-    for item in range(item0, item1):
-        share, block, mat, g = _item(item, msplit, blocks, groups)
+    none, everything = np.float32(-np.inf), np.float32(np.inf)
+    while u < u1:
+        mat, s0 = u // strips, u % strips
+        s1 = min(strips, s0 + per_block, s0 + u1 - u)
+        g = mat % groups
         a = panels[g].reshape(-1)
-        s0, s1 = block * per_block, min(strips, (block + 1) * per_block)
-        last = n - (strips - 1) * NR  # columns in the last strip
-        if s1 == strips and last < NR:  # the last strip, zero-padded to NR columns
-            j0 = (strips - 1) * NR
-            for kk in range(k):
-                for j in range(last):
-                    b_pad[kk * NR + j] = x[mat, kk, j0 + j]
-                for j in range(last, NR):
-                    b_pad[kk * NR + j] = 0
-        for p in range(share * mp // msplit, (share + 1) * mp // msplit):
-            rows = min(MR, m - p * MR)
-            a_off = p * k * MR
-            for s in range(s0, s1):
-                j0 = s * NR
-                cols = min(NR, n - j0)
-                y_off = mat * sy0 + p * MR * sy1 + j0
-                z_off = mat * sz0 + p * MR * sz1 + j0
-                if cols == NR and rows == MR:
-                    _micro(a, a_off, x, mat * sx0 + j0, sx1, y, y_off, sy1, z, z_off, sz1, bias[g], p * MR, lo, hi, k)
-                    continue
-                if z is not None:  # the skip input's partial tile, padded like the output's
-                    for i in range(rows):
-                        for j in range(cols):
-                            z_pad[i * NR + j] = z[mat, p * MR + i, j0 + j]
-                if cols == NR and z is None:
-                    _micro(a, a_off, x, mat * sx0 + j0, sx1, tile, 0, NR, None, 0, 0, bias[g], p * MR, lo, hi, k)
-                elif cols == NR:
-                    _micro(a, a_off, x, mat * sx0 + j0, sx1, tile, 0, NR, z_pad, 0, NR, bias[g], p * MR, lo, hi, k)
-                elif z is None:
-                    _micro(a, a_off, b_pad, 0, NR, tile, 0, NR, None, 0, 0, bias[g], p * MR, lo, hi, k)
-                else:
-                    _micro(a, a_off, b_pad, 0, NR, tile, 0, NR, z_pad, 0, NR, bias[g], p * MR, lo, hi, k)
-                for i in range(rows):
-                    for j in range(cols):
-                        y[mat, p * MR + i, j0 + j] = tile[i * NR + j]
+        for k0 in range(0, k, kc_max):
+            kc = min(kc_max, k - k0)
+            first, last = k0 == 0, k0 + kc == k
+            _pack(x, rows, mat, k0, kc, s0 * NR, min(n, s1 * NR) - s0 * NR, buf)
+            add = bias[g] if last else zeros
+            floor, ceiling = (lo, hi) if last else (none, everything)
+            for p in range(p0, p1):
+                height = min(MR, m - p * MR)
+                a_off = (p * k + k0) * MR
+                for s in range(s0, s1):
+                    j0 = s * NR
+                    width = min(NR, n - j0)
+                    b_off = (s - s0) * kc * NR
+                    y_off = mat * sy0 + p * MR * sy1 + j0
+                    if width == NR and height == MR:
+                        if not first:
+                            _micro(a, a_off, buf, b_off, NR, y, y_off, sy1, y, y_off, sy1, add, p * MR, floor, ceiling, kc)
+                        elif z is None:
+                            _micro(a, a_off, buf, b_off, NR, y, y_off, sy1, None, 0, 0, add, p * MR, floor, ceiling, kc)
+                        else:
+                            z_off = mat * sz0 + p * MR * sz1 + j0
+                            _micro(a, a_off, buf, b_off, NR, y, y_off, sy1, z, z_off, sz1, add, p * MR, floor, ceiling, kc)
+                        continue
+                    # a partial tile: through ``tile``, its skip input padded into ``z_pad``
+                    if not first:
+                        _pad(y, mat, p * MR, j0, height, width, z_pad)
+                        _micro(a, a_off, buf, b_off, NR, tile, 0, NR, z_pad, 0, NR, add, p * MR, floor, ceiling, kc)
+                    elif z is None:
+                        _micro(a, a_off, buf, b_off, NR, tile, 0, NR, None, 0, 0, add, p * MR, floor, ceiling, kc)
+                    else:
+                        _pad(z, mat, p * MR, j0, height, width, z_pad)
+                        _micro(a, a_off, buf, b_off, NR, tile, 0, NR, z_pad, 0, NR, add, p * MR, floor, ceiling, kc)
+                    for i in range(height):
+                        for j in range(width):
+                            y[mat, p * MR + i, j0 + j] = tile[i * NR + j]
+        u += s1 - s0
 
 
 @numba.njit(**_OPTIONS)
-def _shifted_tiles(panels, bias, x, offsets, y, lo, hi, item0, item1, msplit, tile):
-    """:func:`_tiles` where row ``kk`` of matrix ``b`` is ``x[b, offsets[kk]:][:n]``: an implicit-GEMM conv.
-
-    The last strip of columns reads up to ``NR`` floats past the end of the
-    last row; the caller leaves that much slack after ``x``. Its product is
-    computed whole and only the columns that exist are stored.
-    """
-    groups, mp = panels.shape[0], panels.shape[1]
-    k = offsets.size
-    m, n = y.shape[1], y.shape[2]
-    strips, per_block, blocks = _strips(k, n)
-    sx0 = x.strides[0] // 4
-    sy0, sy1 = y.strides[0] // 4, y.strides[1] // 4
-    for item in range(item0, item1):
-        share, block, mat, g = _item(item, msplit, blocks, groups)
-        a = panels[g].reshape(-1)
-        for p in range(share * mp // msplit, (share + 1) * mp // msplit):
-            rows = min(MR, m - p * MR)
-            a_off = p * k * MR
-            for s in range(block * per_block, min(strips, (block + 1) * per_block)):
-                j0 = s * NR
-                cols = min(NR, n - j0)
-                y_off = mat * sy0 + p * MR * sy1 + j0
-                if cols == NR and rows == MR:
-                    _micro(a, a_off, x, mat * sx0 + j0, offsets, y, y_off, sy1, None, 0, 0, bias[g], p * MR, lo, hi, k)
-                    continue
-                _micro(a, a_off, x, mat * sx0 + j0, offsets, tile, 0, NR, None, 0, 0, bias[g], p * MR, lo, hi, k)
-                for i in range(rows):
-                    for j in range(cols):
-                        y[mat, p * MR + i, j0 + j] = tile[i * NR + j]
+def _one(panels, bias, x, rows, y, z, lo, hi, share, shares):
+    """One thread's share, with its own buffers."""
+    kc, per_block = _geometry(panels.shape[2] // MR)
+    buf = np.empty(kc * per_block * NR, np.float32)
+    tile, z_pad = np.empty(MR * NR, np.float32), np.zeros(MR * NR, np.float32)
+    zeros = np.zeros(bias.shape[1], np.float32)
+    _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile, z_pad)
 
 
 @numba.njit(**_OPTIONS)
-def _shifted_serial(panels, bias, x, offsets, y, lo, hi):
-    items, msplit = _work(panels, offsets.size, y.shape[2], y.shape[0], 1)
-    _shifted_tiles(panels, bias, x, offsets, y, lo, hi, 0, items, msplit, np.empty(MR * NR, np.float32))
+def _serial(panels, bias, x, rows, y, z, lo, hi):
+    _one(panels, bias, x, rows, y, z, lo, hi, 0, (1, 1))
 
 
 @numba.njit(parallel=True, **_OPTIONS)
-def _shifted_parallel(panels, bias, x, offsets, y, lo, hi, threads):
-    items, msplit = _work(panels, offsets.size, y.shape[2], y.shape[0], threads)
+def _parallel(panels, bias, x, rows, y, z, lo, hi, threads):
+    shares = _split(y.shape[0] * ((y.shape[2] + NR - 1) // NR), panels.shape[1], threads)
     for t in prange(threads):
-        tile = np.empty(MR * NR, np.float32)
-        _shifted_tiles(panels, bias, x, offsets, y, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, tile)
-
-
-@numba.njit(**_OPTIONS)
-def _work(panels, k, n, matrices, threads):
-    """``(items, msplit)``: whole blocks of strips per item where there are enough, else panel shares too."""
-    blocks = matrices * _strips(k, n)[2]
-    msplit = 1 if blocks >= 4 * threads or threads == 1 else min(threads, panels.shape[1])
-    return blocks * msplit, msplit
-
-
-@numba.njit(**_OPTIONS)
-def _buffers(k, with_z):
-    return np.empty(k * NR, np.float32), np.zeros(MR * NR if with_z else 1, np.float32), np.empty(MR * NR, np.float32)
-
-
-@numba.njit(**_OPTIONS)
-def _serial(panels, bias, x, y, z, lo, hi):
-    items, msplit = _work(panels, x.shape[1], x.shape[2], x.shape[0], 1)
-    b_pad, z_pad, tile = _buffers(x.shape[1], z is not None)
-    _tiles(panels, bias, x, y, z, lo, hi, 0, items, msplit, b_pad, z_pad, tile)
-
-
-@numba.njit(parallel=True, **_OPTIONS)
-def _parallel(panels, bias, x, y, z, lo, hi, threads):
-    items, msplit = _work(panels, x.shape[1], x.shape[2], x.shape[0], threads)
-    for t in prange(threads):
-        b_pad, z_pad, tile = _buffers(x.shape[1], z is not None)
-        _tiles(panels, bias, x, y, z, lo, hi, t * items // threads, (t + 1) * items // threads, msplit, b_pad, z_pad, tile)
+        _one(panels, bias, x, rows, y, z, lo, hi, t, shares)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath=True)
@@ -343,8 +361,6 @@ def pack(w: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
 class Engine:
     """Runs packed GEMMs on ``threads`` threads (one: no parallel region at all)."""
 
-    columns = NR  # the widest strip of columns a tile reads: the slack :meth:`shifted` needs
-
     def __init__(self, parallel: bool) -> None:
         self.parallel = parallel
         self.threads = min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS) if parallel else 1
@@ -354,20 +370,20 @@ class Engine:
 
     def __call__(self, panels, bias, x, y, z=None, lo=-np.inf, hi=np.inf) -> None:
         """``y = clip(w @ x + bias (+ z), lo, hi)``; ``x [B, K, N]``, ``y``/``z`` ``[B, M, N]``, rows contiguous."""
-        lo, hi = np.float32(lo), np.float32(hi)
-        if self.threads > 1:
-            _parallel(panels, bias, x, y, z, lo, hi, self.threads)
-        else:
-            _serial(panels, bias, x, y, z, lo, hi)
+        self._run(panels, bias, x, None, y, z, lo, hi)
 
     def shifted(self, panels, bias, x, offsets, y, lo=-np.inf, hi=np.inf) -> None:
-        """``y[b, :, j] = clip(w @ [x[b, o + j] for o in offsets] + bias, lo, hi)``: a GEMM whose
-        ``k``-th row is ``x[b]`` shifted by ``offsets[k]``; ``x`` has ``NR`` floats of slack at its end."""
+        """``y[b, :, j] = clip(w @ [x[b, o + j] for o in offsets] + bias, lo, hi)``: a GEMM whose ``k``-th
+        row is ``x[b]`` shifted by ``offsets[k]``, read up to ``offsets[k] + N`` (past the view's end,
+        where the caller's buffer goes on)."""
+        self._run(panels, bias, x, offsets, y, None, lo, hi)
+
+    def _run(self, panels, bias, x, rows, y, z, lo, hi) -> None:
         lo, hi = np.float32(lo), np.float32(hi)
         if self.threads > 1:
-            _shifted_parallel(panels, bias, x, offsets, y, lo, hi, self.threads)
+            _parallel(panels, bias, x, rows, y, z, lo, hi, self.threads)
         else:
-            _shifted_serial(panels, bias, x, offsets, y, lo, hi)
+            _serial(panels, bias, x, rows, y, z, lo, hi)
 
     def gemv(self, a: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``a @ w.T`` for a few rows ``a [R, K]`` and ``w [N, K]`` (float32, C-contiguous): a memory-bound
@@ -394,7 +410,7 @@ def _threads_start() -> bool:
         numba.config.THREADING_LAYER = "threadsafe"  # OpenMP or TBB, never workqueue
     try:
         probe = np.zeros((1, 1, 1), np.float32)
-        _parallel(np.zeros((1, 1, MR), np.float32), np.zeros((1, MR), np.float32), probe, probe, None, 0.0, 0.0, 2)
+        _parallel(np.zeros((1, 1, MR), np.float32), np.zeros((1, MR), np.float32), probe, None, probe, None, np.float32(0), np.float32(0), 2)
         layer = numba.threading_layer()
     except Exception as exc:  # no OpenMP/TBB runtime: one thread, and say why
         log.info("conv GEMM engine runs on one thread: numba's thread pool did not start: %s", exc)

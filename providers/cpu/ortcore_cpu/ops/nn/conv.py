@@ -32,8 +32,8 @@ With compiled loops on, 2-D float32 convs that are not depthwise run on the
 GEMM engine (:mod:`._gemm`) instead of numpy's BLAS, which adds the bias, Z
 and a clip to each tile of its products (:func:`_engine_conv`): Winograd
 with every transform an engine GEMM, kn2row, an implicit GEMM for the other
-stride-1 convs (:func:`_shifted_gemm`: no im2col, the padded image read in
-place), and im2col for the rest.
+stride-1 convs (:func:`_shifted_gemm`: no im2col, the engine packs its
+strips straight from the padded image), and im2col for the rest.
 """
 
 from __future__ import annotations
@@ -533,7 +533,7 @@ def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | N
     output width + the kernel's reach), the input of tap ``(kh, kw)`` for
     every output is the image shifted by ``kh*dh*Wp + kw*dw``, so row ``(c,
     kh, kw)`` of the im2col matrix is a contiguous run of the padded
-    image at that offset. The engine reads those runs in place
+    image at that offset. The engine packs its strips from those runs
     (:meth:`._gemm.Engine.shifted`), computing ``Wp - OW`` extra columns
     per output row, which are dropped when the product is copied out.
     The bias and a clip (also Relu) are applied in the GEMM.
@@ -543,7 +543,7 @@ def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | N
     (kh, kw), (dh, dw), (oh, ow) = win.kernel, win.dilations, win.out
     hp, wpad = oh + (kh - 1) * dh, ow + (kw - 1) * dw
     plane = hp * wpad
-    buf = np.empty(n * c * plane + (kw - 1) * dw + loops.gemm.columns, np.float32)
+    buf = np.empty(n * c * plane + (kw - 1) * dw, np.float32)
     _into_frame(buf[: n * c * plane].reshape(n, c, hp, wpad), x, win.begin)
     buf[n * c * plane :] = 0
     offsets = wp.shifts(plane, wpad, win)
