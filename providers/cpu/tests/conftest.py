@@ -50,9 +50,9 @@ def record_loops(monkeypatch):
                     calls.append("gemm")
                     return self.compiled(*args)
 
-                def shifted(self, *args):
-                    calls.append("shifted_gemm")
-                    return self.compiled.shifted(*args)
+                def gathered(self, *args):
+                    calls.append("implicit_gemm")
+                    return self.compiled.gathered(*args)
 
                 def __getattr__(self, name):
                     return getattr(self.compiled, name)

@@ -366,7 +366,7 @@ def test_conv_kn2row_rather_than_winograd_at_h_48(conv_loops, winograd_calls):
     w, b = rand((96, 96, 3, 3)) * np.float32((2 / (9 * 96)) ** 0.5), rand((96,))
     expected = window_conv(x, w, [1, 1, 1, 1]) + b.reshape(-1, 1, 1)
     check("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, expected=expected, rtol=1e-3, atol=1e-4)
-    compiled = ["shifted_gemm"] if engine_runs() else ["gemm", "tap_sum"]
+    compiled = ["implicit_gemm"] if engine_runs() else ["gemm", "tap_sum"]
     assert (conv_loops.calls, winograd_calls) == ((compiled, []) if conv_loops.on else ([], [4]))
 
 
@@ -643,7 +643,7 @@ def test_fused_conv_vs_onnxruntime(conv_loops, activation, params, with_z, group
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name=activation or "FusedConv")
     if loop == "epilogue":  # the GEMM engine adds the bias, Z and a clip (Relu, Clip); others take a pass
-        gemm = "gemm" if with_z else "shifted_gemm"  # Z: im2col, else the implicit GEMM
+        gemm = "implicit_gemm" if strides else "gemm"  # a 3x3 window: the implicit GEMM; 1x1: a plain GEMM
         loop = [gemm] + (["epilogue"] if activation in ("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid") else [])
     assert conv_loops.calls == ((loop if isinstance(loop, list) else [loop]) if conv_loops.on else [])
 
@@ -675,18 +675,18 @@ def test_fused_conv_kn2row_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, w
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
     calls = ["gemm", "tap_sum"]
     if 2 * w_shape[0] > w_shape[1] * attrs.get("group", 1) and engine_runs():  # as many outputs as inputs
-        calls = ["gemm" if with_z else "shifted_gemm", "epilogue"]  # the engine's im2col or implicit GEMM
+        calls = ["implicit_gemm", "epilogue"]  # the engine's implicit GEMM, with or without Z
     assert conv_loops.calls == (calls if conv_loops.on else [])
 
 
-def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_takes_im2col(conv_loops):
-    """Below 64 outputs per image (here 7x7) M = C stays on im2col, whose GEMM wins there."""
+def test_fused_conv_as_many_outputs_as_inputs_on_a_small_image_skips_kn2row(conv_loops):
+    """Below 64 outputs per image (here 7x7) M = C does not take kn2row: the engine's implicit GEMM, or im2col."""
     x, w, b, z = rand((1, 6, 7, 7)), rand((6, 6, 3, 3)), rand((6,)), rand((1, 6, 7, 7))
     attrs = {"pads": [1, 1, 1, 1], "activation": "Relu"}
     (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
-    assert conv_loops.calls == (["gemm"] if conv_loops.on else [])  # im2col, the bias, Z and Relu in the GEMM
+    assert conv_loops.calls == (["implicit_gemm"] if conv_loops.on else [])  # the bias, Z and Relu in the GEMM
 
 
 @pytest.mark.parametrize("activation, params", FUSED_ACTIVATIONS)
@@ -702,30 +702,36 @@ def test_fused_conv_kn2row_activations(conv_loops, activation, params):
     assert conv_loops.calls == (["gemm", "tap_sum"] if conv_loops.on else [])
 
 
-SHIFTED_CASES = [
-    # input, weights, attributes: stride 1, as many outputs as inputs or more, no Z
+IMPLICIT_CASES = [
+    # input, weights, attributes: a window wider than 1x1 or a stride, as many outputs as inputs or more
     pytest.param((1, 3, 13, 13), (8, 3, 3, 3), {"pads": [1, 1, 1, 1]}, id="3x3-same"),
     pytest.param((2, 4, 9, 7), (6, 4, 3, 3), {"pads": [0, 2, 1, 0]}, id="batch2-asymmetric"),
     pytest.param((1, 4, 10, 8), (8, 2, 5, 3), {"group": 2, "dilations": [2, 1], "pads": [3, 1, 2, 0]}, id="grouped-dilated"),
     pytest.param((1, 2, 6, 5), (7, 2, 3, 3), {}, id="no-pads"),
     pytest.param((1, 3, 2, 3), (5, 3, 5, 5), {"pads": [2, 2, 2, 2]}, id="kernel-wider-than-image"),
     pytest.param((1, 5, 1, 40), (13, 5, 1, 3), {"pads": [0, 1, 0, 1]}, id="one-row-many-strips"),
+    pytest.param((1, 3, 30, 30), (9, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, id="7x7-stride2"),
+    pytest.param((2, 4, 15, 16), (6, 4, 3, 3), {"strides": [2, 3], "pads": [1, 0, 0, 1]}, id="strides-2-3"),
+    pytest.param((1, 8, 11, 11), (12, 8, 1, 1), {"strides": [2, 2]}, id="1x1-stride2-in-place"),
+    pytest.param((1, 3, 23, 19), (7, 3, 5, 5), {"strides": [4, 4], "dilations": [1, 2]}, id="stride4-dilated-in-place"),
+    pytest.param((1, 4, 9, 40), (6, 2, 3, 3), {"group": 2, "strides": [1, 2], "pads": [1, 1, 1, 1]}, id="grouped-stride-1-2"),
 ]
 
 
-@pytest.mark.parametrize("x_shape, w_shape, attrs", SHIFTED_CASES)
-@pytest.mark.parametrize("activation, params", [("", None), ("Relu", None), ("Tanh", None)])
-def test_conv_implicit_gemm_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, activation, params):
-    """The engine's implicit GEMM reads each tap's rows from the padded image at their shifts; the extra
-    columns it computes per row are dropped. Against onnxruntime, with every edge of the padding hit."""
+@pytest.mark.parametrize("x_shape, w_shape, attrs", IMPLICIT_CASES)
+@pytest.mark.parametrize("activation, with_z", [("", False), ("Relu", True), ("Tanh", False)])
+def test_conv_implicit_gemm_vs_onnxruntime(conv_loops, x_shape, w_shape, attrs, activation, with_z):
+    """The engine's implicit GEMM packs each window's taps from the (padded) image: runs of consecutive
+    floats, of every second, or gathered. Against onnxruntime, with every edge of the padding hit."""
     if conv_loops.on and not engine_runs():
         pytest.skip("the GEMM engine did not build")
     x, w, b = rand(x_shape), rand(w_shape), rand(w_shape[:1])
+    z = rand(direct_conv(x, w, **attrs).shape) if with_z else None
     attrs = {**attrs, **({"activation": activation} if activation else {})}
-    (actual,), model, feeds = run("FusedConv", [x, w, b], attrs, domain="com.microsoft")
+    (actual,), model, feeds = run("FusedConv", [x, w, b, z], attrs, domain="com.microsoft")
     (expected,) = onnxruntime_run(model, feeds)
     compare_outputs(expected, actual, rtol=1e-4, atol=1e-5, name="FusedConv")
-    calls = ["shifted_gemm"] + (["epilogue"] if activation == "Tanh" else [])
+    calls = ["implicit_gemm"] + (["epilogue"] if activation == "Tanh" else [])
     assert conv_loops.calls == (calls if conv_loops.on else [])
 
 
@@ -781,4 +787,4 @@ def test_fused_conv_nan_and_inf_pass_through_the_loops(conv_loops):
         assert np.isnan(y[0, 0, 1:4, 2:5]).all()
         assert not np.isnan(np.delete(y[0, 0], np.s_[1:4], axis=0)).any()
     assert (depthwise[0, 1, 0:3, 0:3] == 2.0).all() and (depthwise[0, 2, 3:, 4:] == -1.0).all()
-    assert sorted(conv_loops.calls) == (["depthwise_3x3", "shifted_gemm"] if conv_loops.on else [])
+    assert sorted(conv_loops.calls) == (["depthwise_3x3", "implicit_gemm"] if conv_loops.on else [])

@@ -5,8 +5,8 @@ takes a K deeper than ``KC`` in chunks that add up in the output, and splits
 the tiles over threads by column strips or by weight panels. Each case below
 lands on one of those edges: partial tiles in rows and columns, a K one past
 a chunk, several blocks of strips, groups, the skip input and the clip, one
-thread and two, and the implicit-GEMM form whose rows are shifted runs of
-one buffer.
+thread and two, and the implicit-GEMM form that packs its elements from one
+buffer at row plus column offsets (runs of step 1 and 2, and gathers).
 """
 
 from __future__ import annotations
@@ -93,17 +93,37 @@ def test_engine_gemm_strided_views():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m, rows, n", [(7, 9, 33), (40, KC + 40, 300)], ids=["small", "chunked"])
-def test_engine_shifted(m, rows, n, threads):
-    """Row ``r`` of the product's right-hand side is the buffer from ``offsets[r]`` on: runs that
-    overlap, read up to the buffer's end."""
+def test_engine_gathered_runs(m, rows, n, threads):
+    """Without column offsets, row ``r`` of the right-hand side is the buffer from ``rows[r]`` on:
+    runs that overlap, read up to the buffer's end."""
     batch, length = 2, 4 * n
-    buffer = RNG.standard_normal(batch * length).astype(np.float32)
+    x = RNG.standard_normal((batch, length)).astype(np.float32)
     offsets = np.sort(RNG.integers(0, length - n, rows)).astype(np.int64)
     offsets[-1] = length - n  # the last run ends at the end of the last matrix
-    x = buffer.reshape(batch, length)
     w = RNG.standard_normal((1, m, rows)).astype(np.float32)
     bias = RNG.standard_normal(m).astype(np.float32)
     y = np.empty((batch, m, n), np.float32)
-    _engine(threads).shifted(*_gemm.pack(w, bias), x, offsets, y, -1.0, 2.0)
+    _engine(threads).gathered(*_gemm.pack(w, bias), x, offsets, None, y, None, -1.0, 2.0)
     dense = np.stack([np.stack([x[b, o : o + n] for o in offsets]) for b in range(batch)])
     _check(y, _expected(w, bias, dense, None, -1.0, 2.0), rows)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("step", [1, 2, 3, 5])
+@pytest.mark.parametrize("width", [1, 7, NR + 3])
+def test_engine_gathered_windows(step, width, threads):
+    """Column offsets in rows of ``width`` outputs ``step`` apart (a strided conv's windows): runs of
+    each step that break at every row, the last element read being the buffer's last."""
+    batch, out_rows, row = 2, 5, (width - 1) * step + 4
+    taps = np.array([0, 1, 2, row, row + 3], np.int64)
+    cols = (np.arange(out_rows)[:, None] * row + np.arange(width) * step).reshape(-1).astype(np.int64)
+    length = taps[-1] + cols[-1] + 1
+    x = RNG.standard_normal((batch, length)).astype(np.float32)
+    m = 9
+    w = RNG.standard_normal((1, m, taps.size)).astype(np.float32)
+    bias = RNG.standard_normal(m).astype(np.float32)
+    z = RNG.standard_normal((batch, m, cols.size)).astype(np.float32)
+    y = np.empty((batch, m, cols.size), np.float32)
+    _engine(threads).gathered(*_gemm.pack(w, bias), x, taps, cols, y, z)
+    dense = x[:, taps[:, None] + cols]
+    _check(y, _expected(w, bias, dense, z, -np.inf, np.inf), taps.size)

@@ -161,27 +161,74 @@ def _micro(typingctx, a, a_off, b, b_off, ldb, c, c_off, ldc, z, z_off, ldz, bia
     return sig, codegen
 
 
-def _address(context, builder, kinds, args, array, offset):
-    """A byte pointer to element ``args[offset]`` of array ``args[array]``."""
-    base = context.make_array(kinds[array])(context, builder, args[array]).data
-    element = builder.gep(base, [context.cast(builder, args[offset], kinds[offset], types.int64)])
-    return builder.bitcast(element, ir.IntType(8).as_pointer())
+def _strided(step: int | None):
+    """An intrinsic ``(dst, dst_off, src, src_off, n, step)`` that writes ``NR`` floats to ``dst`` from
+    ``dst_off``: ``src[src_off + j * step]`` for ``j < n``, zeros after (offsets are flat, from each
+    array's first element). Only those ``n`` source elements are read (masked loads), so a run may end
+    at the end of its buffer; ``dst`` needs ``NR`` floats from ``dst_off``.
+
+    ``step`` 1 is a masked vector load, 2 a masked load of twice the span and a shuffle; None (any
+    step, given at run time) a masked gather.
+    """
+
+    @intrinsic
+    def copy(typingctx, dst, dst_off, src, src_off, n, stride):
+        sig = types.void(dst, dst_off, src, src_off, n, stride)
+
+        def codegen(context, builder, signature, args):
+            kinds = signature.args
+            f32, i1, i32, i64 = ir.FloatType(), ir.IntType(1), ir.IntType(32), ir.IntType(64)
+
+            def element(i, j):
+                base = context.make_array(kinds[i])(context, builder, args[i]).data
+                return builder.gep(base, [context.cast(builder, args[j], kinds[j], types.int64)])
+
+            def splat(value, lanes):
+                kind = ir.VectorType(value.type, lanes)
+                one = builder.insert_element(ir.Constant(kind, ir.Undefined), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, ir.Constant(kind, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), None))
+
+            def below(first, lanes, bound):  # lane i is on where first + i < bound
+                return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [first + i for i in range(lanes)]), splat(bound, lanes))
+
+            def masked_load(pointer, lanes, mask):
+                kind = ir.VectorType(f32, lanes)
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(kind, [pointer.type, i32, mask.type, kind]), f"llvm.masked.load.v{lanes}f32.p0"
+                )
+                return builder.call(fn, [pointer, ir.Constant(i32, 4), mask, ir.Constant(kind, None)])
+
+            target, source = element(0, 1), element(2, 3)
+            n_ = context.cast(builder, args[4], kinds[4], types.int64)
+            vec = ir.VectorType(f32, W)
+            for v in range(NV):
+                if step == 1:
+                    value = masked_load(builder.gep(source, [ir.Constant(i64, v * W)]), W, below(v * W, W, n_))
+                elif step is not None:  # the span of this vector's lanes, then every step-th float of it
+                    span = W * step
+                    reach = builder.add(builder.mul(builder.sub(n_, ir.Constant(i64, 1)), ir.Constant(i64, step)), ir.Constant(i64, 1))
+                    wide = masked_load(builder.gep(source, [ir.Constant(i64, v * span)]), span, below(v * span, span, reach))
+                    picks = ir.Constant(ir.VectorType(i32, W), [i * step for i in range(W)])
+                    value = builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), picks)
+                else:
+                    lanes = ir.Constant(ir.VectorType(i64, W), [v * W + i for i in range(W)])
+                    stride_ = builder.mul(context.cast(builder, args[5], kinds[5], types.int64), ir.Constant(i64, 4))
+                    addresses = builder.add(splat(builder.ptrtoint(source, i64), W), builder.mul(lanes, splat(stride_, W)))
+                    pointers = builder.inttoptr(addresses, ir.VectorType(source.type, W))
+                    mask = below(v * W, W, n_)
+                    fn = cgutils.get_or_insert_function(
+                        builder.module, ir.FunctionType(vec, [pointers.type, i32, mask.type, vec]), f"llvm.masked.gather.v{W}f32.v{W}p0"
+                    )
+                    value = builder.call(fn, [pointers, ir.Constant(i32, 4), mask, ir.Constant(vec, None)])
+                builder.store(value, builder.bitcast(builder.gep(target, [ir.Constant(i64, v * W)]), vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy
 
 
-@intrinsic
-def _copy(typingctx, dst, dst_off, src, src_off, n):
-    """``dst[dst_off:][:n] = src[src_off:][:n]`` (float32, flat offsets from each array's first element):
-    a memcpy, which LLVM unrolls into vector moves where ``n`` is a constant."""
-    sig = types.void(dst, dst_off, src, src_off, n)
-
-    def codegen(context, builder, signature, args):
-        kinds = signature.args
-        size = builder.mul(context.cast(builder, args[4], kinds[4], types.int64), ir.Constant(ir.IntType(64), 4))
-        target, source = _address(context, builder, kinds, args, 0, 1), _address(context, builder, kinds, args, 2, 3)
-        cgutils.raw_memcpy(builder, target, source, size, 1)
-        return context.get_dummy_value()
-
-    return sig, codegen
+_copy, _copy_2, _gather = _strided(1), _strided(2), _strided(None)
 
 
 @numba.njit(**_OPTIONS)
@@ -196,34 +243,64 @@ def _geometry(k):
 @numba.njit(**_OPTIONS)
 def _split(units, panels, threads):
     """``(column shares, panel shares)``, their product ``threads``: the split that gives the busiest thread
-    the fewest tiles (columns first where it ties, so that no two threads pack the same strips)."""
-    best, fewest = threads, -1
+    the least work, counting the packing of a strip as one more tile (threads that share columns pack
+    the same strips)."""
+    best, least = threads, -1
     for column_shares in range(threads, 0, -1):
         if threads % column_shares == 0:
-            panel_shares = threads // column_shares
-            tiles = -(-units // column_shares) * -(-panels // panel_shares)
-            if fewest < 0 or tiles < fewest:
-                best, fewest = column_shares, tiles
+            strips = -(-units // column_shares)
+            work = strips * (-(-panels // (threads // column_shares)) + 1)
+            if least < 0 or work < least:
+                best, least = column_shares, work
     return best, threads // best
 
 
 @numba.njit(**_OPTIONS)
-def _pack(x, rows, mat, k0, kc, j0, cols, buf):
-    """Rows ``[k0, k0 + kc)`` of columns ``[j0, j0 + cols)`` of matrix ``mat`` into ``buf``: strip after strip
-    of ``NR`` columns, each ``kc`` rows of ``NR`` floats (the last strip zero-filled past ``cols``).
+def _runs(cols, j0, width, runs):
+    """How many runs columns ``[j0, j0 + width)`` make, each written to ``runs`` as (first column
+    in the strip, source offset, length, step): ``cols`` None is one run of consecutive floats,
+    else a run is a stretch of ``cols`` with a constant step."""
+    if cols is None:
+        runs[0, 0], runs[0, 1], runs[0, 2], runs[0, 3] = 0, j0, width, 1
+        return 1
+    count, j = 0, 0
+    while j < width:
+        first = j
+        step = cols[j0 + j + 1] - cols[j0 + j] if j + 1 < width else 1
+        j += 1
+        while j < width and cols[j0 + j] - cols[j0 + j - 1] == step:
+            j += 1
+        runs[count, 0], runs[count, 1], runs[count, 2], runs[count, 3] = first, cols[j0 + first], j - first, step
+        count += 1
+    return count
 
-    Row ``kk`` of ``x[B, K, N]`` (``rows`` None) starts at its row stride; of ``x[B, L]`` at ``rows[kk]``.
+
+@numba.njit(**_OPTIONS)
+def _pack(x, rows, cols, mat, k0, kc, j0, width, buf, runs):
+    """Rows ``[k0, k0 + kc)`` of columns ``[j0, j0 + width)`` of matrix ``mat`` into ``buf``: strip after
+    strip of ``NR`` columns, each ``kc`` rows of ``NR`` floats, zeros past ``width``.
+
+    Element ``(kk, j)`` is ``x[mat, kk, j]`` (``rows`` None), else ``x[mat, rows[kk] + j]``, or with
+    ``cols`` ``x[mat, rows[kk] + cols[j]]``. Each run of a strip is written as a whole ``NR`` floats
+    (zeros past its end), in order, so the next run or row overwrites what one writes past its own
+    end; ``buf`` has ``NR`` floats of slack for the last.
     """
     sx0 = x.strides[0] // 4
     sx1 = x.strides[1] // 4 if rows is None else 0
-    for s in range((cols + NR - 1) // NR):
-        width = min(NR, cols - s * NR)
+    for s in range((width + NR - 1) // NR):
+        count = _runs(cols, j0 + s * NR, min(NR, width - s * NR), runs)
         base = s * kc * NR
         for kk in range(kc):
-            start = mat * sx0 + j0 + s * NR + ((k0 + kk) * sx1 if rows is None else rows[k0 + kk])
-            _copy(buf, base + kk * NR, x, start, width)
-            for j in range(width, NR):
-                buf[base + kk * NR + j] = 0
+            start = mat * sx0 + ((k0 + kk) * sx1 if rows is None else rows[k0 + kk])
+            row = base + kk * NR
+            for r in range(count):
+                at, source, n, step = row + runs[r, 0], start + runs[r, 1], runs[r, 2], runs[r, 3]
+                if step == 1 or n == 1:
+                    _copy(buf, at, x, source, n, 1)
+                elif step == 2:
+                    _copy_2(buf, at, x, source, n, 2)
+                else:
+                    _gather(buf, at, x, source, n, step)
 
 
 @numba.njit(**_OPTIONS)
@@ -235,7 +312,7 @@ def _pad(src, mat, i0, j0, height, width, tile):
 
 
 @numba.njit(**_OPTIONS)
-def _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile, z_pad):
+def _thread(panels, bias, zeros, x, rows, cols, y, z, lo, hi, share, shares, buf, runs, tile, z_pad):
     """Thread ``share`` (of ``shares = (column shares, panel shares)``) of ``y = clip(w @ x + bias (+ z))``.
 
     The thread's columns go by blocks of strips; each block by K chunks, packed (:func:`_pack`) once,
@@ -263,7 +340,7 @@ def _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile
         for k0 in range(0, k, kc_max):
             kc = min(kc_max, k - k0)
             first, last = k0 == 0, k0 + kc == k
-            _pack(x, rows, mat, k0, kc, s0 * NR, min(n, s1 * NR) - s0 * NR, buf)
+            _pack(x, rows, cols, mat, k0, kc, s0 * NR, min(n, s1 * NR) - s0 * NR, buf, runs)
             add = bias[g] if last else zeros
             floor, ceiling = (lo, hi) if last else (none, everything)
             for p in range(p0, p1):
@@ -299,25 +376,26 @@ def _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile
 
 
 @numba.njit(**_OPTIONS)
-def _one(panels, bias, x, rows, y, z, lo, hi, share, shares):
+def _one(panels, bias, x, rows, cols, y, z, lo, hi, share, shares):
     """One thread's share, with its own buffers."""
     kc, per_block = _geometry(panels.shape[2] // MR)
-    buf = np.empty(kc * per_block * NR, np.float32)
+    buf = np.empty((kc * per_block + 1) * NR, np.float32)
+    runs = np.empty((NR, 4), np.int64)
     tile, z_pad = np.empty(MR * NR, np.float32), np.zeros(MR * NR, np.float32)
     zeros = np.zeros(bias.shape[1], np.float32)
-    _thread(panels, bias, zeros, x, rows, y, z, lo, hi, share, shares, buf, tile, z_pad)
+    _thread(panels, bias, zeros, x, rows, cols, y, z, lo, hi, share, shares, buf, runs, tile, z_pad)
 
 
 @numba.njit(**_OPTIONS)
-def _serial(panels, bias, x, rows, y, z, lo, hi):
-    _one(panels, bias, x, rows, y, z, lo, hi, 0, (1, 1))
+def _serial(panels, bias, x, rows, cols, y, z, lo, hi):
+    _one(panels, bias, x, rows, cols, y, z, lo, hi, 0, (1, 1))
 
 
 @numba.njit(parallel=True, **_OPTIONS)
-def _parallel(panels, bias, x, rows, y, z, lo, hi, threads):
+def _parallel(panels, bias, x, rows, cols, y, z, lo, hi, threads):
     shares = _split(y.shape[0] * ((y.shape[2] + NR - 1) // NR), panels.shape[1], threads)
     for t in prange(threads):
-        _one(panels, bias, x, rows, y, z, lo, hi, t, shares)
+        _one(panels, bias, x, rows, cols, y, z, lo, hi, t, shares)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath=True)
@@ -370,20 +448,21 @@ class Engine:
 
     def __call__(self, panels, bias, x, y, z=None, lo=-np.inf, hi=np.inf) -> None:
         """``y = clip(w @ x + bias (+ z), lo, hi)``; ``x [B, K, N]``, ``y``/``z`` ``[B, M, N]``, rows contiguous."""
-        self._run(panels, bias, x, None, y, z, lo, hi)
+        self._run(panels, bias, x, None, None, y, z, lo, hi)
 
-    def shifted(self, panels, bias, x, offsets, y, lo=-np.inf, hi=np.inf) -> None:
-        """``y[b, :, j] = clip(w @ [x[b, o + j] for o in offsets] + bias, lo, hi)``: a GEMM whose ``k``-th
-        row is ``x[b]`` shifted by ``offsets[k]``, read up to ``offsets[k] + N`` (past the view's end,
-        where the caller's buffer goes on)."""
-        self._run(panels, bias, x, offsets, y, None, lo, hi)
+    def gathered(self, panels, bias, x, rows, cols, y, z=None, lo=-np.inf, hi=np.inf) -> None:
+        """:meth:`__call__` where ``x [B, L]`` holds each matrix flat: element ``(k, j)`` of matrix ``b``
+        is ``x[b, rows[k] + cols[j]]`` (int64 offsets; ``cols`` None: ``j``), read in place, up to the
+        end of the buffer ``x`` views. An implicit-GEMM conv: ``rows`` are the taps' offsets in the
+        padded image, ``cols`` the outputs' windows."""
+        self._run(panels, bias, x, rows, cols, y, z, lo, hi)
 
-    def _run(self, panels, bias, x, rows, y, z, lo, hi) -> None:
+    def _run(self, panels, bias, x, rows, cols, y, z, lo, hi) -> None:
         lo, hi = np.float32(lo), np.float32(hi)
         if self.threads > 1:
-            _parallel(panels, bias, x, rows, y, z, lo, hi, self.threads)
+            _parallel(panels, bias, x, rows, cols, y, z, lo, hi, self.threads)
         else:
-            _serial(panels, bias, x, rows, y, z, lo, hi)
+            _serial(panels, bias, x, rows, cols, y, z, lo, hi)
 
     def gemv(self, a: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``a @ w.T`` for a few rows ``a [R, K]`` and ``w [N, K]`` (float32, C-contiguous): a memory-bound
@@ -410,7 +489,7 @@ def _threads_start() -> bool:
         numba.config.THREADING_LAYER = "threadsafe"  # OpenMP or TBB, never workqueue
     try:
         probe = np.zeros((1, 1, 1), np.float32)
-        _parallel(np.zeros((1, 1, MR), np.float32), np.zeros((1, MR), np.float32), probe, None, probe, None, np.float32(0), np.float32(0), 2)
+        _parallel(np.zeros((1, 1, MR), np.float32), np.zeros((1, MR), np.float32), probe, None, None, probe, None, np.float32(0), np.float32(0), 2)
         layer = numba.threading_layer()
     except Exception as exc:  # no OpenMP/TBB runtime: one thread, and say why
         log.info("conv GEMM engine runs on one thread: numba's thread pool did not start: %s", exc)

@@ -32,8 +32,9 @@ With compiled loops on, 2-D float32 convs that are not depthwise run on the
 GEMM engine (:mod:`._gemm`) instead of numpy's BLAS, which adds the bias, Z
 and a clip to each tile of its products (:func:`_engine_conv`): Winograd
 with every transform an engine GEMM, kn2row, an implicit GEMM for the other
-stride-1 convs (:func:`_shifted_gemm`: no im2col, the engine packs its
-strips straight from the padded image), and im2col for the rest.
+other convs with a real window (:func:`_implicit_gemm`: no im2col matrix,
+the engine packs its strips straight from the image), a plain GEMM for
+1x1 convs, and im2col only where a pad is negative.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class _Weights:
 
     def shifts(self, plane: int, row: int, win: Window) -> np.ndarray:
         """int64 ``[C/group * kh * kw]``: where each row of the implicit GEMM starts in a padded
-        image of ``plane`` floats per channel and ``row`` per row (:func:`_shifted_gemm`)."""
+        image of ``plane`` floats per channel and ``row`` per row (:func:`_implicit_gemm`)."""
         key = (plane, row, win.dilations)
         offsets = self._shifts.get(key)
         if offsets is None:
@@ -526,33 +527,51 @@ def _engine_clip(act: _Activation | None) -> tuple[bool, tuple[float, float]]:
     return clips, ((-math.inf, math.inf) if act is None or not clips else (act.lo, act.hi))
 
 
-def _shifted_gemm(x: np.ndarray, wp: _Weights, win: Window, act: _Activation | None, loops: _Loops) -> np.ndarray:
-    """2-D stride-1 float32 conv as one implicit GEMM on the engine: no im2col, no sums after it.
+@functools.lru_cache(maxsize=256)
+def _windows(out: tuple[int, int], strides: tuple[int, int], row: int) -> np.ndarray:
+    """int64 ``[OH * OW]``: where each output's window starts in an image of ``row`` floats per row."""
+    starts = (np.arange(out[0])[:, None] * strides[0] * row + np.arange(out[1]) * strides[1]).reshape(-1)
+    starts = starts.astype(np.int64)
+    starts.flags.writeable = False
+    return starts
 
-    On the zero-padded image flattened per channel (rows of ``Wp`` =
-    output width + the kernel's reach), the input of tap ``(kh, kw)`` for
-    every output is the image shifted by ``kh*dh*Wp + kw*dw``, so row ``(c,
-    kh, kw)`` of the im2col matrix is a contiguous run of the padded
-    image at that offset. The engine packs its strips from those runs
-    (:meth:`._gemm.Engine.shifted`), computing ``Wp - OW`` extra columns
-    per output row, which are dropped when the product is copied out.
-    The bias and a clip (also Relu) are applied in the GEMM.
+
+def _implicit_gemm(
+    x: np.ndarray, wp: _Weights, win: Window, z: np.ndarray | None, act: _Activation | None, loops: _Loops
+) -> np.ndarray:
+    """2-D float32 conv as one implicit GEMM on the engine: no im2col matrix, no sums after it.
+
+    In the image zero-padded to exactly the windows' reach and flattened
+    per channel, element ``(c, kh, kw)`` of output ``(oh, ow)``'s window is
+    at ``c*plane + kh*dh*Wp + kw*dw`` (the row's offset, by tap) plus
+    ``oh*sh*Wp + ow*sw`` (the column's, by output). The engine packs its
+    strips of the im2col matrix straight from there
+    (:meth:`._gemm.Engine.gathered`): runs of consecutive or stride-2 floats
+    are vector loads, other strides gathers. An unpadded contiguous input is
+    read where it is. The bias, Z and a clip (also Relu) are applied in the GEMM.
     """
     n, c = x.shape[:2]
     g = wp.group
-    (kh, kw), (dh, dw), (oh, ow) = win.kernel, win.dilations, win.out
-    hp, wpad = oh + (kh - 1) * dh, ow + (kw - 1) * dw
-    plane = hp * wpad
-    buf = np.empty(n * c * plane + (kw - 1) * dw, np.float32)
-    _into_frame(buf[: n * c * plane].reshape(n, c, hp, wpad), x, win.begin)
-    buf[n * c * plane :] = 0
-    offsets = wp.shifts(plane, wpad, win)
+    (kh, kw), (dh, dw), (sh, sw), (oh, ow) = win.kernel, win.dilations, win.strides, win.out
+    if any(win.begin) or any(win.end) or not x.flags.c_contiguous:
+        frame = np.empty((n, c, (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1), np.float32)
+        _into_frame(frame, x, win.begin)
+    else:
+        frame = x
+    hp, wpad = frame.shape[2:]
     mg = wp.shape[0] // g
-    wide = np.empty((n * g, mg, oh * wpad), np.float32)
-    clips, clip = _engine_clip(act)
-    loops.gemm.shifted(*wp.panels(), buf[: n * c * plane].reshape(n * g, -1), offsets, wide, *clip)
     y = np.empty((n, wp.shape[0], oh, ow), np.float32)
-    np.copyto(y, wide.reshape(n, wp.shape[0], oh, wpad)[..., :ow])
+    skip = _skip_input(z, y)
+    clips, clip = _engine_clip(act)
+    loops.gemm.gathered(
+        *wp.panels(),
+        frame.reshape(n * g, -1),
+        wp.shifts(hp * wpad, wpad, win),
+        _windows(win.out, win.strides, wpad),
+        y.reshape(n * g, mg, oh * ow),
+        None if skip is None else skip.reshape(n * g, mg, oh * ow),
+        *clip,
+    )
     if not clips:
         _epilogue(y, None, None, act, loops.epilogue)
     return y
@@ -765,18 +784,19 @@ def _engine_conv(
     where its rule holds and ``h = C*M/(C+M) >= 64`` (28x28 128->128 0.78x
     the implicit GEMM's time, VGG-19's 56x56 256->256 0.67x), F(2x2) where
     its rule holds (14x14 512->512 0.77x); kn2row where there are at most
-    half as many outputs as inputs (DenseNet's 128->32: 0.8-1.0x); the
-    implicit GEMM for the other stride-1 convs without Z (0.5-0.75x of
-    kn2row or im2col on 13x13 to 56x56 images, SqueezeNet's and
-    Inception's 3x3 layers, 0.66x on 56x56 64->64); im2col otherwise.
+    half as many outputs as inputs (DenseNet's 128->32: 0.6-0.8x of the
+    implicit GEMM, which packs K x N floats for only 32 rows); the implicit
+    GEMM for the other convs with a window or a stride (0.5-0.75x of kn2row
+    or im2col on SqueezeNet's and Inception's 3x3 layers; a 7x7 stride-2
+    stem 0.75x, a 3x3 stride-2 0.74x of im2col); a plain GEMM for 1x1.
     """
     tiles = _winograd_tiles(wp, win)
     if tiles is not None and _winograd_on_engine(wp, tiles):
         return _winograd_engine(x, wp, win, tiles, z, act, loops)
     if _use_kn2row(wp, win, compiled=False):
         return _kn2row_loop(x, wp, win, z, act, loops)
-    if z is None and all(s == 1 for s in win.strides) and math.prod(win.kernel) > 1 and min(win.begin) >= 0:
-        return _shifted_gemm(x, wp, win, act, loops)
+    if not _pointwise(win) and min(win.begin) >= 0:
+        return _implicit_gemm(x, wp, win, z, act, loops)
     clips, clip = _engine_clip(act)
     y = _im2col_gemm(x, wp, win, _Fused(loops.gemm, z, clip))[0].reshape(x.shape[0], wp.shape[0], *win.out)
     if not clips:
